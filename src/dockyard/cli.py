@@ -1,0 +1,118 @@
+"""The `dockyard` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import click
+
+from dockyard.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Settings, env_root_key, settings_to_json
+from dockyard.core import accounts
+from dockyard.core.services import Services
+from dockyard.store.database import upgrade
+
+
+@click.group()
+def main() -> None:
+    """Dockyard: a self-hosted container registry that behaves like Amazon ECR."""
+
+
+async def bootstrap(settings: Settings) -> accounts.AccessKey | None:
+    """Create the default account and its root key on first start; returns a key created now."""
+    svc = Services.from_settings(settings)
+    try:
+        await accounts.ensure_account(svc, settings.account_id)
+        wanted = env_root_key()
+        existing = await accounts.root_keys(svc, settings.account_id)
+        if wanted is not None:
+            if any(k.access_key_id == wanted[0] for k in existing):
+                return None
+            return await accounts.add_access_key(svc, settings.account_id, None, *wanted)
+        if existing:
+            return None
+        return await accounts.add_access_key(svc, settings.account_id)
+    finally:
+        await svc.close()
+
+
+def write_credentials(path: Path, key: accounts.AccessKey, region: str) -> None:
+    path.write_text(
+        "[default]\n"
+        f"aws_access_key_id = {key.access_key_id}\n"
+        f"aws_secret_access_key = {key.secret_access_key}\n"
+        f"region = {region}\n"
+    )
+    path.chmod(0o600)
+
+
+def prepare(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.sqlalchemy_url)
+    key = asyncio.run(bootstrap(settings))
+    if key is not None:
+        credentials = settings.data_dir / "credentials"
+        write_credentials(credentials, key, settings.region)
+        click.echo(
+            f"Created account {settings.account_id} with root access key:\n"
+            f"  aws_access_key_id     = {key.access_key_id}\n"
+            f"  aws_secret_access_key = {key.secret_access_key}\n"
+            f"Saved to {credentials} (AWS shared-credentials format)."
+        )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
+@click.option("--account-id", default=DEFAULT_ACCOUNT_ID, show_default=True)
+@click.option("--region", default=DEFAULT_REGION, show_default=True)
+@click.option("--registry-host", default=None, help="host[:port] clients use to reach this registry")
+@click.option("--tls-cert", type=click.Path(path_type=Path, exists=True), default=None)
+@click.option("--tls-key", type=click.Path(path_type=Path, exists=True), default=None)
+@click.option("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data dir)")
+@click.option("--workers", default=1, show_default=True, type=int)
+@click.option("--log-level", default="info", show_default=True)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    account_id: str,
+    region: str,
+    registry_host: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    database_url: str | None,
+    workers: int,
+    log_level: str,
+) -> None:
+    """Start the registry, the ECR API and the console on one port."""
+    import uvicorn
+
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    settings = Settings(
+        data_dir=data_dir.resolve(),
+        host=host,
+        port=port,
+        account_id=account_id,
+        region=region,
+        registry_host=registry_host,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        database_url=database_url,
+    )
+    prepare(settings)
+    os.environ["DOCKYARD_SETTINGS"] = settings_to_json(settings)
+    uvicorn.run(
+        "dockyard.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        access_log=False,
+    )

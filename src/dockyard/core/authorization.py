@@ -1,0 +1,71 @@
+"""GetAuthorizationToken, and turning a registry password back into the principal it names.
+
+A token names its principal only: what it may do is decided afresh on every request, so a
+deactivated key or a changed policy takes effect at once, not when the token expires."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dockyard.auth.tokens import TokenClaims, TokenError, authorization_token, issue_password, read_password
+from dockyard.core.access import Resource, authorize
+from dockyard.core.accounts import caller_for_key, find_access_key
+from dockyard.core.caller import Caller
+from dockyard.core.repositories import registry_host
+from dockyard.core.services import Services
+
+
+class TokenRejected(Exception):
+    """Why a registry password was refused: `expired`, `region` or `invalid`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def get_authorization_token(
+    svc: Services,
+    caller: Caller,
+    registry_ids: list[str] | None = None,
+    session_expires_at: float | None = None,
+) -> dict[str, Any]:
+    await authorize(caller, "ecr:GetAuthorizationToken", Resource(arn="*", account_id=caller.account_id))
+    issued = int(time.time())
+    expires = issued + svc.settings.token_lifetime_seconds
+    if session_expires_at is not None:
+        expires = min(expires, int(session_expires_at))
+    claims = TokenClaims(
+        account_id=caller.account_id,
+        region=caller.region,
+        principal_arn=caller.arn,
+        principal_id=caller.user_id,
+        access_key_id=caller.access_key_id or "",
+        issued_at=issued,
+        expires_at=expires,
+    )
+    token = authorization_token(issue_password(claims, svc.token_secret))
+    scheme = svc.settings.scheme
+    return {
+        "authorizationData": [
+            {
+                "authorizationToken": token,
+                "expiresAt": float(expires),
+                "proxyEndpoint": f"{scheme}://{registry_host(svc, account, caller.region)}",
+            }
+            for account in (registry_ids or [caller.account_id])
+        ]
+    }
+
+
+async def caller_for_password(svc: Services, password: str, region: str) -> Caller:
+    try:
+        claims = read_password(password, svc.token_secret, time.time())
+    except TokenError as exc:
+        raise TokenRejected(exc.reason) from exc
+    if claims.region != region:
+        raise TokenRejected("region")
+    key = await find_access_key(svc, claims.access_key_id)
+    if key is None or key.status != "Active" or key.account_id != claims.account_id:
+        raise TokenRejected("invalid")
+    return caller_for_key(key, region)

@@ -1,0 +1,268 @@
+"""Repositories: create, describe, delete, and the lookups every other operation starts with."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dockyard.core.access import Resource, authorize, repository_arn
+from dockyard.core.caller import Caller
+from dockyard.core.paging import decode_token, encode_token, page_size
+from dockyard.core.services import Services, now
+from dockyard.errors import (
+    InvalidParameterException,
+    LimitExceededException,
+    RepositoryAlreadyExistsException,
+    RepositoryNotEmptyException,
+    RepositoryNotFoundException,
+)
+from dockyard.store import schema
+
+# botocore's RepositoryName pattern, anchored.
+NAME_PATTERN = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
+repos = schema.repositories
+
+
+@dataclass(frozen=True)
+class Repository:
+    id: int
+    account_id: str
+    region: str
+    name: str
+    created_at: float
+    image_tag_mutability: str
+    scan_on_push: bool
+    encryption_type: str
+    kms_key: str | None
+    policy_text: str | None
+
+    @property
+    def arn(self) -> str:
+        return repository_arn(self.region, self.account_id, self.name)
+
+    @property
+    def resource(self) -> Resource:
+        return Resource(arn=self.arn, account_id=self.account_id, policy_text=self.policy_text)
+
+
+_COLUMNS = (
+    repos.c.id,
+    repos.c.account_id,
+    repos.c.region,
+    repos.c.name,
+    repos.c.created_at,
+    repos.c.image_tag_mutability,
+    repos.c.scan_on_push,
+    repos.c.encryption_type,
+    repos.c.kms_key,
+    repos.c.policy_text,
+)
+
+
+def valid_name(name: str) -> bool:
+    return 2 <= len(name) <= 256 and NAME_PATTERN.fullmatch(name) is not None
+
+
+def not_found(name: str, account_id: str) -> RepositoryNotFoundException:
+    return RepositoryNotFoundException(
+        f"The repository with name '{name}' does not exist in the registry with id '{account_id}'"
+    )
+
+
+async def find(conn: AsyncConnection, account_id: str, region: str, name: str) -> Repository | None:
+    row = (
+        await conn.execute(
+            select(*_COLUMNS).where(
+                repos.c.account_id == account_id, repos.c.region == region, repos.c.name == name
+            )
+        )
+    ).first()
+    return Repository(**row._mapping) if row else None
+
+
+async def open_repository(
+    conn: AsyncConnection, caller: Caller, account_id: str, name: str, action: str
+) -> Repository:
+    """The repository `name`, once `caller` is allowed `action` on it; AccessDenied comes
+    before RepositoryNotFound, as on AWS, so a denied caller learns nothing."""
+    repo = await find(conn, account_id, caller.region, name)
+    resource = (
+        repo.resource
+        if repo
+        else Resource(arn=repository_arn(caller.region, account_id, name), account_id=account_id)
+    )
+    await authorize(caller, action, resource)
+    if repo is None:
+        raise not_found(name, account_id)
+    return repo
+
+
+def describe(svc: Services, repo: Repository) -> dict[str, Any]:
+    """The Repository shape of the ECR API."""
+    host = registry_host(svc, repo.account_id, repo.region)
+    return {
+        "repositoryArn": repo.arn,
+        "registryId": repo.account_id,
+        "repositoryName": repo.name,
+        "repositoryUri": f"{host}/{repo.name}",
+        "createdAt": repo.created_at,
+        "imageTagMutability": repo.image_tag_mutability,
+        "imageScanningConfiguration": {"scanOnPush": repo.scan_on_push},
+        "encryptionConfiguration": {"encryptionType": repo.encryption_type}
+        | ({"kmsKey": repo.kms_key} if repo.kms_key else {}),
+    }
+
+
+def registry_host(svc: Services, account_id: str, region: str) -> str:
+    """The host clients push to: the configured host for the default registry, ECR's
+    <account>.dkr.ecr.<region>.<host> form for any other account or region."""
+    settings = svc.settings
+    if account_id == settings.account_id and region == settings.region:
+        return settings.public_host
+    return f"{account_id}.dkr.ecr.{region}.{settings.public_host}"
+
+
+async def create_repository(
+    svc: Services,
+    caller: Caller,
+    account_id: str,
+    name: str,
+    *,
+    image_tag_mutability: str = "MUTABLE",
+    scan_on_push: bool = False,
+    encryption_type: str = "AES256",
+    kms_key: str | None = None,
+    tags: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    if not valid_name(name):
+        raise InvalidParameterException(
+            "Invalid parameter at 'repositoryName' failed to satisfy constraint: "
+            "'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*''"
+        )
+    arn = repository_arn(caller.region, account_id, name)
+    await authorize(caller, "ecr:CreateRepository", Resource(arn=arn, account_id=account_id))
+    async with svc.db.write() as conn:
+        count = (
+            await conn.execute(
+                select(func.count())
+                .select_from(repos)
+                .where(repos.c.account_id == account_id, repos.c.region == caller.region)
+            )
+        ).scalar_one()
+        if count >= svc.settings.limits.repositories_per_account:
+            raise LimitExceededException(
+                "The operation did not succeed because it would have exceeded a service limit for your "
+                f"account. Repositories per registry: {svc.settings.limits.repositories_per_account}"
+            )
+        try:
+            result = await conn.execute(
+                insert(repos).values(
+                    account_id=account_id,
+                    region=caller.region,
+                    name=name,
+                    created_at=now(),
+                    image_tag_mutability=image_tag_mutability,
+                    scan_on_push=scan_on_push,
+                    encryption_type=encryption_type,
+                    kms_key=kms_key,
+                )
+            )
+        except IntegrityError as exc:
+            raise RepositoryAlreadyExistsException(
+                f"The repository with name '{name}' already exists in the registry with id '{account_id}'"
+            ) from exc
+        repo_id = result.inserted_primary_key[0]
+        if tags:
+            await conn.execute(
+                insert(schema.repository_tags),
+                [{"repository_id": repo_id, "key": t["Key"], "value": t.get("Value", "")} for t in tags],
+            )
+        repo = await find(conn, account_id, caller.region, name)
+    assert repo is not None
+    return describe(svc, repo)
+
+
+async def describe_repositories(
+    svc: Services,
+    caller: Caller,
+    account_id: str,
+    names: list[str] | None = None,
+    max_results: int | None = None,
+    next_token: str | None = None,
+) -> dict[str, Any]:
+    if names and (max_results or next_token):
+        raise InvalidParameterException(
+            "Invalid parameter at 'maxResults' failed to satisfy constraint: 'maxResults cannot be "
+            "used with repositoryNames'"
+        )
+    async with svc.db.read() as conn:
+        if names:
+            found = []
+            for name in dict.fromkeys(names):
+                found.append(
+                    await open_repository(conn, caller, account_id, name, "ecr:DescribeRepositories")
+                )
+            return {"repositories": [describe(svc, r) for r in found]}
+        after = decode_token(next_token)
+        limit = page_size(max_results, 100)
+        query = (
+            select(*_COLUMNS)
+            .where(repos.c.account_id == account_id, repos.c.region == caller.region)
+            .order_by(repos.c.name)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            query = query.where(repos.c.name > str(after))
+        rows = [Repository(**row._mapping) for row in await conn.execute(query)]
+    visible = []
+    for repo in rows[:limit]:
+        await authorize(caller, "ecr:DescribeRepositories", repo.resource)
+        visible.append(describe(svc, repo))
+    result: dict[str, Any] = {"repositories": visible}
+    if len(rows) > limit:
+        result["nextToken"] = encode_token(rows[limit - 1].name)
+    return result
+
+
+async def delete_repository(
+    svc: Services, caller: Caller, account_id: str, name: str, force: bool = False
+) -> dict[str, Any]:
+    async with svc.db.write() as conn:
+        repo = await open_repository(conn, caller, account_id, name, "ecr:DeleteRepository")
+        image_count = (
+            await conn.execute(
+                select(func.count())
+                .select_from(schema.images)
+                .where(schema.images.c.repository_id == repo.id)
+            )
+        ).scalar_one()
+        if image_count and not force:
+            raise RepositoryNotEmptyException(
+                f"The repository with name '{name}' in registry with id '{account_id}' cannot be deleted "
+                "because it still contains images"
+            )
+        await purge(conn, repo.id)
+    return describe(svc, repo)
+
+
+async def purge(conn: AsyncConnection, repository_id: int) -> None:
+    """Remove a repository and everything that hangs off it. Blobs stay for garbage collection."""
+    image_ids = select(schema.images.c.id).where(schema.images.c.repository_id == repository_id)
+    await conn.execute(delete(schema.tags).where(schema.tags.c.repository_id == repository_id))
+    await conn.execute(
+        delete(schema.image_references).where(schema.image_references.c.image_id.in_(image_ids))
+    )
+    await conn.execute(delete(schema.images).where(schema.images.c.repository_id == repository_id))
+    await conn.execute(
+        delete(schema.repository_blobs).where(schema.repository_blobs.c.repository_id == repository_id)
+    )
+    await conn.execute(delete(schema.uploads).where(schema.uploads.c.repository_id == repository_id))
+    await conn.execute(
+        delete(schema.repository_tags).where(schema.repository_tags.c.repository_id == repository_id)
+    )
+    await conn.execute(delete(repos).where(repos.c.id == repository_id))

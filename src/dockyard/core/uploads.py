@@ -1,0 +1,205 @@
+"""Layer uploads: started, appended to in order, completed by digest, or cancelled.
+
+The registry door's POST/PATCH/PUT/DELETE on uploads and the ECR door's InitiateLayerUpload,
+UploadLayerPart and CompleteLayerUpload are these same operations."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy import delete, insert, select, update
+
+from dockyard.core.blobs import link, linked_size
+from dockyard.core.caller import Caller
+from dockyard.core.repositories import Repository, open_repository
+from dockyard.core.services import Services, now
+from dockyard.errors import (
+    DigestInvalid,
+    EmptyUploadException,
+    InvalidLayerPartException,
+    LayerPartTooSmallException,
+    RangeInvalid,
+    UploadNotFoundException,
+)
+from dockyard.store import schema
+from dockyard.store.blobs import DigestMismatch, UploadGone
+
+uploads = schema.uploads
+
+# ECR's UploadLayerPart rules (the seed's service limits).
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_SIZE = 10 * 1024 * 1024
+MAX_PARTS = 1000
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    repository: Repository
+    size: int
+    parts: int
+    last_part_size: int | None
+
+
+# Two requests appending to one upload at once must not interleave on this node.
+_locks: dict[str, asyncio.Lock] = {}
+
+
+def _lock(upload_id: str) -> asyncio.Lock:
+    return _locks.setdefault(upload_id, asyncio.Lock())
+
+
+def upload_not_found(upload_id: str, repo: Repository) -> UploadNotFoundException:
+    return UploadNotFoundException(
+        f"The upload with id '{upload_id}' does not exist in the repository with name '{repo.name}' "
+        f"in the registry with id '{repo.account_id}'"
+    )
+
+
+def valid_upload_id(upload_id: str) -> bool:
+    try:
+        return uuid.UUID(upload_id).hex == upload_id
+    except ValueError:
+        return False
+
+
+async def start_upload(svc: Services, caller: Caller, account_id: str, repository: str) -> Upload:
+    upload_id = uuid.uuid4().hex
+    async with svc.db.write() as conn:
+        repo = await open_repository(conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
+        await svc.blobs.start_upload(upload_id)
+        moment = now()
+        await conn.execute(
+            insert(uploads).values(
+                id=upload_id, repository_id=repo.id, size=0, parts=0, started_at=moment, updated_at=moment
+            )
+        )
+    return Upload(upload_id, repo, 0, 0, None)
+
+
+async def find_upload(
+    svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str, action: str
+) -> Upload:
+    async with svc.db.read() as conn:
+        repo = await open_repository(conn, caller, account_id, repository, action)
+        if not valid_upload_id(upload_id):
+            raise upload_not_found(upload_id, repo)
+        row = (
+            await conn.execute(
+                select(uploads.c.size, uploads.c.parts, uploads.c.last_part_size).where(
+                    uploads.c.id == upload_id, uploads.c.repository_id == repo.id
+                )
+            )
+        ).first()
+    if row is None:
+        raise upload_not_found(upload_id, repo)
+    return Upload(upload_id, repo, row.size, row.parts, row.last_part_size)
+
+
+async def append(
+    svc: Services,
+    caller: Caller,
+    account_id: str,
+    repository: str,
+    upload_id: str,
+    chunks: AsyncIterator[bytes],
+    *,
+    start: int | None = None,
+    last_byte: int | None = None,
+    part_rules: bool = False,
+) -> Upload:
+    """Append a chunk. `start` (when the client said where the chunk begins) must be where the
+    upload stands; `part_rules` applies UploadLayerPart's part-size limits."""
+    async with _lock(upload_id):
+        upload = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
+        if start is not None and start != upload.size:
+            if part_rules:
+                raise InvalidLayerPartException(
+                    f"The layer part for upload '{upload_id}' is out of order: it starts at byte {start}, "
+                    f"the upload's next byte is {upload.size}"
+                )
+            raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
+        if part_rules:
+            _check_part_rules(upload, start, last_byte)
+        try:
+            size = await svc.blobs.append(upload_id, upload.size, chunks)
+        except UploadGone as exc:
+            raise upload_not_found(upload_id, upload.repository) from exc
+        part = size - upload.size
+        if part_rules and last_byte is not None and part != last_byte - upload.size + 1:
+            raise InvalidLayerPartException(
+                f"The layer part for upload '{upload_id}' has {part} bytes but partFirstByte..partLastByte "
+                f"spans {last_byte - upload.size + 1}"
+            )
+        async with svc.db.write() as conn:
+            await conn.execute(
+                update(uploads)
+                .where(uploads.c.id == upload_id)
+                .values(size=size, parts=upload.parts + 1, last_part_size=part, updated_at=now())
+            )
+    return Upload(upload_id, upload.repository, size, upload.parts + 1, part)
+
+
+def _check_part_rules(upload: Upload, start: int | None, last_byte: int | None) -> None:
+    if start is None or last_byte is None or last_byte < start:
+        raise InvalidLayerPartException("partFirstByte and partLastByte must name a non-empty byte range")
+    if last_byte - start + 1 > MAX_PART_SIZE:
+        raise InvalidLayerPartException(f"Layer parts must be at most {MAX_PART_SIZE} bytes")
+    if upload.parts >= MAX_PARTS:
+        raise InvalidLayerPartException(f"An upload may have at most {MAX_PARTS} parts")
+    if upload.last_part_size is not None and upload.last_part_size < MIN_PART_SIZE:
+        raise LayerPartTooSmallException(
+            f"Layer part size must be at least {MIN_PART_SIZE} bytes except for the last part"
+        )
+
+
+async def complete(
+    svc: Services,
+    caller: Caller,
+    account_id: str,
+    repository: str,
+    upload_id: str,
+    digest: str,
+    chunks: AsyncIterator[bytes] | None = None,
+    *,
+    refuse_empty: bool = False,
+) -> tuple[Repository, int]:
+    """Finish an upload: the bytes must hash to `digest`; then the blob is durable, in place and
+    linked to the repository, in that order."""
+    async with _lock(upload_id):
+        upload = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:CompleteLayerUpload")
+        size = upload.size
+        if chunks is not None:
+            try:
+                size = await svc.blobs.append(upload_id, upload.size, chunks)
+            except UploadGone as exc:
+                raise upload_not_found(upload_id, upload.repository) from exc
+        if refuse_empty and size == 0:
+            raise EmptyUploadException(f"The upload with id '{upload_id}' does not contain any layer parts")
+        try:
+            size = await svc.blobs.finish_upload(upload_id, digest)
+        except DigestMismatch as exc:
+            raise DigestInvalid(f"The digest of the uploaded bytes is {exc}, not {digest}") from exc
+        except UploadGone as exc:
+            raise upload_not_found(upload_id, upload.repository) from exc
+        async with svc.db.write() as conn:
+            await link(conn, upload.repository.id, digest, size)
+            await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+    _locks.pop(upload_id, None)
+    return upload.repository, size
+
+
+async def cancel(svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str) -> None:
+    upload = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
+    async with svc.db.write() as conn:
+        await conn.execute(delete(uploads).where(uploads.c.id == upload.id))
+    await svc.blobs.cancel_upload(upload.id)
+    _locks.pop(upload_id, None)
+
+
+async def blob_exists_in(svc: Services, repo: Repository, digest: str) -> bool:
+    async with svc.db.read() as conn:
+        return await linked_size(conn, repo, digest) is not None

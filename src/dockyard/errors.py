@@ -1,0 +1,82 @@
+"""Errors raised by the core, named as ECR names them.
+
+The core never knows which door called it: each door renders these in its own wire format
+(AWS JSON, AWS Query XML, OCI error JSON, HTML)."""
+
+from __future__ import annotations
+
+
+class DockyardError(Exception):
+    """An error a client should see. `code` is the ECR/AWS error type; `status` the HTTP status."""
+
+    code = "ServerException"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _error(name: str, status: int = 400) -> type[DockyardError]:
+    return type(name, (DockyardError,), {"code": name, "status": status})
+
+
+ServerException = _error("ServerException", 500)
+InvalidParameterException = _error("InvalidParameterException")
+ValidationException = _error("ValidationException")
+RepositoryNotFoundException = _error("RepositoryNotFoundException")
+RepositoryAlreadyExistsException = _error("RepositoryAlreadyExistsException")
+RepositoryNotEmptyException = _error("RepositoryNotEmptyException")
+RepositoryPolicyNotFoundException = _error("RepositoryPolicyNotFoundException")
+RegistryPolicyNotFoundException = _error("RegistryPolicyNotFoundException")
+LifecyclePolicyNotFoundException = _error("LifecyclePolicyNotFoundException")
+ImageNotFoundException = _error("ImageNotFoundException")
+ImageAlreadyExistsException = _error("ImageAlreadyExistsException")
+ImageTagAlreadyExistsException = _error("ImageTagAlreadyExistsException")
+ImageDigestDoesNotMatchException = _error("ImageDigestDoesNotMatchException")
+ReferencedImagesNotFoundException = _error("ReferencedImagesNotFoundException")
+LayersNotFoundException = _error("LayersNotFoundException")
+LayerInaccessibleException = _error("LayerInaccessibleException")
+LayerAlreadyExistsException = _error("LayerAlreadyExistsException")
+LayerPartTooSmallException = _error("LayerPartTooSmallException")
+InvalidLayerException = _error("InvalidLayerException")
+InvalidLayerPartException = _error("InvalidLayerPartException")
+EmptyUploadException = _error("EmptyUploadException")
+UploadNotFoundException = _error("UploadNotFoundException")
+LimitExceededException = _error("LimitExceededException")
+InvalidTagParameterException = _error("InvalidTagParameterException")
+TooManyTagsException = _error("TooManyTagsException")
+AccessDeniedException = _error("AccessDeniedException")
+TemplateNotFoundException = _error("TemplateNotFoundException")
+TemplateAlreadyExistsException = _error("TemplateAlreadyExistsException")
+UnsupportedImageTypeException = _error("UnsupportedImageTypeException")
+
+
+class ManifestInvalid(DockyardError):
+    """A manifest that fails the OCI/Docker rules; `oci_code` is what the registry door answers."""
+
+    code = "InvalidParameterException"
+
+    def __init__(self, message: str, oci_code: str = "MANIFEST_INVALID") -> None:
+        super().__init__(message)
+        self.oci_code = oci_code
+
+
+class BlobUnknown(DockyardError):
+    """A blob that the repository cannot serve (registry door: BLOB_UNKNOWN)."""
+
+    code = "LayersNotFoundException"
+    status = 404
+
+
+class DigestInvalid(DockyardError):
+    """Uploaded bytes whose digest does not match the one claimed (registry door: DIGEST_INVALID)."""
+
+    code = "InvalidLayerException"
+
+
+class RangeInvalid(DockyardError):
+    """A chunk that does not continue an upload where it stands (registry door: 416)."""
+
+    code = "InvalidLayerPartException"
+    status = 416

@@ -1,0 +1,223 @@
+"""Content-addressed blob storage.
+
+`BlobStore` is the small interface the core uses; `FilesystemBlobStore` is the embedded default.
+A blob becomes visible only after its bytes were hashed, checked against the digest the client
+claimed, flushed to disk and atomically renamed into place; callers commit metadata after that."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+# Big enough that hashing and writing run off the event loop in few hops, small enough that
+# memory stays flat whatever the blob size.
+BUFFER_SIZE = 1024 * 1024
+READ_SIZE = 256 * 1024
+
+
+class DigestMismatch(Exception):
+    """The uploaded bytes do not hash to the digest the client named."""
+
+
+class UploadGone(Exception):
+    """The upload's temporary file is missing or shorter than its recorded size."""
+
+
+def _hex(digest: str) -> tuple[str, str]:
+    algorithm, _, hexpart = digest.partition(":")
+    return algorithm, hexpart
+
+
+@dataclass
+class _Hashing:
+    offset: int
+    hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+
+
+class BlobStore(Protocol):
+    async def start_upload(self, upload_id: str) -> None: ...
+    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int: ...
+    async def finish_upload(self, upload_id: str, digest: str) -> int: ...
+    async def cancel_upload(self, upload_id: str) -> None: ...
+    async def put(self, data: bytes) -> str: ...
+    async def size(self, digest: str) -> int | None: ...
+    def read(self, digest: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]: ...
+    def local_path(self, digest: str) -> Path | None: ...
+    async def delete(self, digest: str) -> None: ...
+    async def ping(self) -> None: ...
+
+
+class FilesystemBlobStore:
+    """Blobs under <root>/blobs/<algorithm>/<2 hex>/<hex>, uploads under <root>/uploads/<id>."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._blobs = root / "blobs"
+        self._uploads = root / "uploads"
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        self._uploads.mkdir(parents=True, exist_ok=True)
+        # Hash state of uploads in progress on this node; another node (or a restart)
+        # re-reads the file instead.
+        self._hashing: dict[str, _Hashing] = {}
+
+    def blob_path(self, digest: str) -> Path:
+        algorithm, hexpart = _hex(digest)
+        return self._blobs / algorithm / hexpart[:2] / hexpart
+
+    def _upload_path(self, upload_id: str) -> Path:
+        return self._uploads / upload_id
+
+    def local_path(self, digest: str) -> Path | None:
+        return self.blob_path(digest)
+
+    async def ping(self) -> None:
+        await asyncio.to_thread(os.statvfs, self.root)
+
+    async def start_upload(self, upload_id: str) -> None:
+        self._upload_path(upload_id).touch(exist_ok=False)
+        self._hashing[upload_id] = _Hashing(0)
+
+    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
+        """Write `chunks` at `offset`; returns the new size. Bytes past `offset` left by an
+        interrupted, unacknowledged write are discarded first."""
+        path = self._upload_path(upload_id)
+        try:
+            handle = open(path, "r+b")  # noqa: SIM115 - closed in finally, across awaits
+        except FileNotFoundError as exc:
+            raise UploadGone(upload_id) from exc
+        try:
+            length = os.fstat(handle.fileno()).st_size
+            if length < offset:
+                raise UploadGone(upload_id)
+            if length > offset:
+                handle.truncate(offset)
+            handle.seek(offset)
+            state = self._hashing.get(upload_id)
+            if state is None or state.offset != offset:
+                state = None
+                self._hashing.pop(upload_id, None)
+            try:
+                size = await _copy(chunks, handle, offset, state)
+            except BaseException:
+                # The hash state may hold bytes the client will send again.
+                self._hashing.pop(upload_id, None)
+                raise
+            if state is not None:
+                state.offset = size
+            return size
+        finally:
+            handle.close()
+
+    async def finish_upload(self, upload_id: str, digest: str) -> int:
+        path = self._upload_path(upload_id)
+        state = self._hashing.pop(upload_id, None)
+        algorithm, expected = _hex(digest)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError as exc:
+            raise UploadGone(upload_id) from exc
+        if state is not None and state.offset == size and algorithm == "sha256":
+            actual = state.hasher.hexdigest()
+        else:
+            actual = await asyncio.to_thread(_hash_file, path, algorithm)
+        if actual != expected:
+            raise DigestMismatch(f"{algorithm}:{actual}")
+        await asyncio.to_thread(self._move_into_place, path, digest)
+        return size
+
+    def _move_into_place(self, source: Path, digest: str) -> None:
+        target = self.blob_path(digest)
+        with open(source, "rb") as handle:
+            os.fsync(handle.fileno())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        _fsync_dir(target.parent)
+
+    async def cancel_upload(self, upload_id: str) -> None:
+        self._hashing.pop(upload_id, None)
+        self._upload_path(upload_id).unlink(missing_ok=True)
+
+    async def put(self, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        target = self.blob_path(digest)
+        if not target.exists():
+            temp = self._uploads / f"put-{uuid.uuid4().hex}"
+            await asyncio.to_thread(_write_file, temp, data)
+            await asyncio.to_thread(self._move_into_place, temp, digest)
+        return digest
+
+    async def size(self, digest: str) -> int | None:
+        try:
+            return self.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    async def read(self, digest: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Yield bytes [start, end) of the blob."""
+        with open(self.blob_path(digest), "rb") as handle:
+            handle.seek(start)
+            remaining = None if end is None else end - start
+            while remaining is None or remaining > 0:
+                want = READ_SIZE if remaining is None else min(READ_SIZE, remaining)
+                data = await asyncio.to_thread(handle.read, want)
+                if not data:
+                    return
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+
+    async def delete(self, digest: str) -> None:
+        self.blob_path(digest).unlink(missing_ok=True)
+
+    def upload_ids(self) -> list[str]:
+        return [p.name for p in self._uploads.iterdir() if not p.name.startswith("put-")]
+
+
+async def _copy(chunks: AsyncIterator[bytes], handle: object, offset: int, state: _Hashing | None) -> int:
+    size = offset
+    buffer: list[bytes] = []
+    buffered = 0
+    async for chunk in chunks:
+        buffer.append(chunk)
+        buffered += len(chunk)
+        if buffered >= BUFFER_SIZE:
+            await asyncio.to_thread(_write, handle, b"".join(buffer), state)
+            size += buffered
+            buffer, buffered = [], 0
+    if buffer:
+        await asyncio.to_thread(_write, handle, b"".join(buffer), state)
+        size += buffered
+    return size
+
+
+def _write(handle: object, data: bytes, state: _Hashing | None) -> None:
+    handle.write(data)  # type: ignore[attr-defined]
+    if state is not None:
+        state.hasher.update(data)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def _hash_file(path: Path, algorithm: str) -> str:
+    hasher = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while data := handle.read(BUFFER_SIZE):
+            hasher.update(data)
+    return hasher.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,93 @@
+"""The metadata database: async SQLAlchemy engines and the migration runner."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _sqlite_engine(url: str, begin: str, synchronous: str) -> AsyncEngine:
+    engine = create_async_engine(url, pool_size=8, max_overflow=8)
+
+    # pysqlite's own transaction handling defers BEGIN until the first write, which lets two
+    # writers both read and then deadlock; we issue BEGIN ourselves.
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    """Two doors into one database: `read()` for queries, `write()` for changes.
+
+    On SQLite a write transaction takes the write lock up front (BEGIN IMMEDIATE) so that
+    concurrent writers queue instead of failing; readers never block under WAL."""
+
+    def __init__(self, url: str, durable: bool = True) -> None:
+        self.url = url
+        if _is_sqlite(url):
+            synchronous = "FULL" if durable else "OFF"
+            self._reader = _sqlite_engine(url, "BEGIN", synchronous)
+            self._writer = _sqlite_engine(url, "BEGIN IMMEDIATE", synchronous)
+        else:
+            self._reader = self._writer = create_async_engine(url, pool_size=10, max_overflow=20)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._reader.connect() as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._writer.begin() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.read() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def close(self) -> None:
+        await self._reader.dispose()
+        if self._writer is not self._reader:
+            await self._writer.dispose()
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["url"] = url
+    return config
+
+
+def upgrade(url: str) -> None:
+    """Bring the schema to the newest migration (safe to run on every start)."""
+    command.upgrade(alembic_config(url), "head")
+
+
+async def upgrade_async(url: str) -> None:
+    await asyncio.to_thread(upgrade, url)
