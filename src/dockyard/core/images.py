@@ -244,7 +244,7 @@ async def _insert_image(
                 media_type=manifest.media_type,
                 artifact_type=manifest.artifact_type,
                 subject_digest=manifest.subject.digest if manifest.subject else None,
-                size=manifest.image_size(),
+                size=manifest.image_size(await _child_sizes(conn, repo, manifest)),
                 manifest=data,
                 pushed_at=now(),
             )
@@ -261,6 +261,17 @@ async def _insert_image(
             [{"image_id": image_id, "digest": d, "kind": k} for d, k in references.items()],
         )
     return image_id
+
+
+async def _child_sizes(conn: AsyncConnection, repo: Repository, manifest: Manifest) -> dict[str, int]:
+    if not manifest.manifests:
+        return {}
+    rows = await conn.execute(
+        select(images.c.digest, images.c.size).where(
+            images.c.repository_id == repo.id, images.c.digest.in_(manifest.child_digests())
+        )
+    )
+    return {row.digest: row.size for row in rows}
 
 
 async def get_manifest(
