@@ -54,6 +54,9 @@ def prepare(settings: Settings) -> None:
     if key is not None:
         credentials = settings.data_dir / "credentials"
         write_credentials(credentials, key, settings.region)
+        if env_root_key() is not None:
+            click.echo(f"Root access key {key.access_key_id} (from the environment) saved to {credentials}.")
+            return
         click.echo(
             f"Created account {settings.account_id} with root access key:\n"
             f"  aws_access_key_id     = {key.access_key_id}\n"

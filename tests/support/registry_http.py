@@ -67,7 +67,9 @@ class RegistryHttp:
         ).encode()
         descriptors = []
         for layer in layers:
-            descriptors.append({"mediaType": OCI_LAYER, "digest": self.push_blob(repository, layer), "size": len(layer)})
+            descriptors.append(
+                {"mediaType": OCI_LAYER, "digest": self.push_blob(repository, layer), "size": len(layer)}
+            )
         manifest = json.dumps(
             {
                 "schemaVersion": 2,
