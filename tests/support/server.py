@@ -8,6 +8,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import string
 import subprocess
 import sys
@@ -78,6 +79,8 @@ class DockyardServer:
     access_key_id: str = field(default_factory=access_key_id)
     secret_access_key: str = field(default_factory=secret_access_key, repr=False)
     registry_host: str | None = None
+    # "https" when the server is started with --tls-cert/--tls-key.
+    scheme: str = "http"
     extra_args: Sequence[str] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
     # Called after every successful start, e.g. to trust this registry in the containers config.
@@ -87,7 +90,7 @@ class DockyardServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def hostport(self) -> str:
@@ -208,7 +211,8 @@ class DockyardServer:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+            context = ssl._create_unverified_context() if self.scheme == "https" else None
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1, context=context) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False

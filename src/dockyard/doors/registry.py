@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
@@ -379,7 +379,7 @@ class RegistryDoor:
 
 def _blob_created(name: str, digest: str) -> Response:
     headers = API_VERSION_HEADER | {
-        "Location": f"/v2/{name}/blobs/{quote(digest)}",
+        "Location": f"/v2/{name}/blobs/{digest}",
         "Docker-Content-Digest": digest,
         "Content-Length": "0",
     }

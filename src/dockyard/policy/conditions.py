@@ -17,6 +17,7 @@ import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Literal
 
 from dockyard.policy.patterns import ContextLookup, MatchMode, PatternSet
@@ -53,6 +54,7 @@ def parse_number(text: str) -> float | None:
     return None if math.isnan(number) else number
 
 
+@lru_cache(maxsize=4096)
 def parse_date(text: str) -> float | None:
     """Epoch seconds of an ISO 8601 date/time or of an epoch-seconds integer; None if neither."""
     text = text.strip()
@@ -125,6 +127,18 @@ def _parse_network(text: str) -> IpNetwork | None:
         return None
 
 
+@lru_cache(maxsize=4096)
+def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Cached: the same few client addresses arrive on every request of a session.
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # ::ffff:a.b.c.d is the IPv4 client it wraps
+    return address
+
+
 class _IpMatcher(ValueMatcher):
     __slots__ = ("networks",)
 
@@ -132,13 +146,8 @@ class _IpMatcher(ValueMatcher):
         self.networks = tuple(n for n in map(_parse_network, values) if n is not None)
 
     def matches(self, value: str, lookup: ContextLookup) -> bool:
-        try:
-            address = ipaddress.ip_address(value.strip())
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # ::ffff:a.b.c.d is the IPv4 client it wraps
-        return any(address in network for network in self.networks)
+        address = _parse_address(value)
+        return address is not None and any(address in network for network in self.networks)
 
 
 MatcherFactory = Callable[[tuple[str, ...], bool], ValueMatcher]  # (values, variables allowed)

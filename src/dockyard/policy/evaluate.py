@@ -72,7 +72,9 @@ class Principal:
 
     @classmethod
     def federated_user(cls, account_id: str, name: str) -> Principal:
-        return cls(f"arn:aws:sts::{account_id}:federated-user/{name}", account_id, "FederatedUser", f"{account_id}:{name}")
+        return cls(
+            f"arn:aws:sts::{account_id}:federated-user/{name}", account_id, "FederatedUser", f"{account_id}:{name}"
+        )
 
     @classmethod
     def anonymous(cls) -> Principal:
@@ -125,7 +127,9 @@ class RequestContext:
         values["aws:principaltype"] = (_PRINCIPAL_TYPE_KEY_VALUES[principal.type],)
         values["aws:userid"] = (principal.user_id,)
         if principal.type != "Anonymous":
-            principal_arn = principal.role_arn if principal.type == "AssumedRole" and principal.role_arn else principal.arn
+            principal_arn = (
+                principal.role_arn if principal.type == "AssumedRole" and principal.role_arn else principal.arn
+            )
             values["aws:principalarn"] = (principal_arn,)
             values["aws:principalaccount"] = (principal.account_id,)
         if principal.type == "IAMUser" and principal.username is not None:

@@ -54,7 +54,9 @@ TOO_MANY_COLONS = "Actions/Condition can contain only one colon."
 INVALID_REPOSITORY_POLICY = (
     "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided'"
 )
-INVALID_REGISTRY_POLICY = "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid registry policy provided'"
+INVALID_REGISTRY_POLICY = (
+    "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid registry policy provided'"
+)
 PRINCIPAL_NOT_FOUND = "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Principal not found'"
 
 # Registry policies only govern these actions (replication and pull-through cache).
@@ -195,7 +197,9 @@ def _check_principal_syntax(value: Any, where: str) -> None:
         raise _Invalid(f'{where} must be "*" or an object such as {{"AWS": "123456789012"}}')
     for principal_type, names in value.items():
         if principal_type not in _PRINCIPAL_TYPES:
-            raise _Invalid(f"{where} has unknown principal type {principal_type!r} (expected AWS, Service or Federated)")
+            raise _Invalid(
+                f"{where} has unknown principal type {principal_type!r} (expected AWS, Service or Federated)"
+            )
         _check_string_list(names, f"{where}.{principal_type}")
         if names == []:
             raise _Invalid(f"{where}.{principal_type} must not be empty")
@@ -294,7 +298,7 @@ _NAME = r"[\w+=,.@-]+"
 _ENTITY_ARN = re.compile(rf"arn:aws:iam::\d{{12}}:(?:user|role)/(?:{_NAME}/)*{_NAME}")
 _SESSION_ARN = re.compile(rf"arn:aws:sts::\d{{12}}:(?:assumed-role/{_NAME}/{_NAME}|federated-user/{_NAME})")
 _UNIQUE_ID = re.compile(r"A(?:IDA|ROA)[A-Z0-9]{13,}")
-_SERVICE = re.compile(r"[a-z0-9][a-z0-9.-]*\.amazonaws\.com(?:\.cn)?")
+_SERVICE = re.compile(r"[a-z0-9][a-z0-9-]*(?:\.[a-z0-9][a-z0-9-]*)+")  # a DNS name: ecs.amazonaws.com
 
 
 def _compile_principals(value: str | dict[str, str | list[str]], where: str) -> PrincipalSet:
@@ -323,7 +327,7 @@ def _compile_principals(value: str | dict[str, str | list[str]], where: str) -> 
                     unique_ids.add(name)
                 else:
                     raise _Invalid(
-                        f"{where}.AWS {name!r} is not a valid principal (expected \"*\", an account ID, "
+                        f'{where}.AWS {name!r} is not a valid principal (expected "*", an account ID, '
                         "or an account root, IAM user, role or session ARN; wildcards are not allowed)"
                     )
             elif principal_type == "Service":
@@ -381,9 +385,7 @@ def _compile_statement(index: int, statement: Mapping[str, Any], variables: bool
     )
 
 
-def _build_policy(
-    kind: PolicyKind, text: str, document: Mapping[str, Any], statements: list[dict[str, Any]]
-) -> Policy:
+def _build_policy(kind: PolicyKind, text: str, document: Mapping[str, Any], statements: list[dict[str, Any]]) -> Policy:
     version = document.get("Version")
     # Policy variables exist only in the 2012-10-17 language; older documents match ${...} literally.
     variables = version == CURRENT_VERSION
@@ -394,7 +396,8 @@ def _build_policy(
         version=version,
         id=document.get("Id"),
         statements=tuple(
-            _compile_statement(index, statement, variables, with_principal) for index, statement in enumerate(statements)
+            _compile_statement(index, statement, variables, with_principal)
+            for index, statement in enumerate(statements)
         ),
     )
 
