@@ -535,3 +535,13 @@ def test_seed_deny_all() -> None:
                 False, "explicit_deny_resource", "DenyPull"
             )
     assert decide(request(ALICE, "ecr:PutImage"), [full.policy], policy).allowed
+
+
+def test_repository_policy_naming_the_own_account_delegates_to_identity_policies() -> None:
+    account_grant = repository({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OWNER}:root"}, "Action": PULL})
+    assert not decide(request(ALICE), [], account_grant).allowed
+    assert decide(request(ALICE), [identity(allow(PULL))], account_grant).allowed
+    user_grant = repository({"Effect": "Allow", "Principal": {"AWS": ALICE.arn}, "Action": PULL})
+    assert decide(request(ALICE), [], user_grant).allowed
+    account_deny = repository({"Effect": "Deny", "Principal": {"AWS": OWNER}, "Action": PULL})
+    assert not decide(request(ALICE), [identity(allow(PULL))], account_deny).allowed

@@ -3,7 +3,9 @@
 1. An explicit Deny in any applicable policy wins (identity policies first, then the
    resource policy; a Deny in a repository policy binds even the account's root user).
 2. The root user of the resource's account is otherwise allowed without any policy.
-3. Same account: an Allow in an identity policy or in the resource policy suffices.
+3. Same account: an Allow in an identity policy or in the resource policy suffices; a
+   resource-policy Allow that names only the account delegates to identity policies and
+   grants nothing by itself (IAM's "Principal" documentation).
 4. Cross account: both an identity Allow (in the caller's account) and a resource-policy
    Allow are needed; a foreign root user carries its own account's identity allow, and an
    anonymous caller has no identity policies at all, so only the resource policy counts.
@@ -181,13 +183,14 @@ class Decision:
     matched_statement: str | None  # Sid (or "Statement[i]") that decided; None for default deny/root
 
 
-def _listed(principals: PrincipalSet, identity: _Identity) -> bool:
-    """Principal element: does it name the caller through any of its identities?"""
+def _listed(principals: PrincipalSet, identity: _Identity, by_account: bool = True) -> bool:
+    """Principal element: does it name the caller through any of its identities? `by_account`
+    says whether naming the caller's account counts."""
     if principals.any:
         return True
     if identity.anonymous:
         return False
-    if identity.account in principals.accounts:
+    if by_account and identity.account in principals.accounts:
         return True
     if any(arn in principals.arns for arn in identity.arns):
         return True
@@ -208,7 +211,7 @@ def _fully_listed(principals: PrincipalSet, identity: _Identity) -> bool:
     return True
 
 
-def _applies(statement: Statement, request: Request) -> bool:
+def _applies(statement: Statement, request: Request, by_account: bool = True) -> bool:
     if statement.actions.matches(request.action) == statement.not_action:
         return False
     context = request._context
@@ -220,14 +223,14 @@ def _applies(statement: Statement, request: Request) -> bool:
         if statement.not_principal:
             if _fully_listed(principals, request._identity):
                 return False
-        elif not _listed(principals, request._identity):
+        elif not _listed(principals, request._identity, by_account):
             return False
     return all(condition.evaluate(context) for condition in statement.conditions)
 
 
-def _first_match(statements: Sequence[Statement], request: Request) -> Statement | None:
+def _first_match(statements: Sequence[Statement], request: Request, by_account: bool = True) -> Statement | None:
     for statement in statements:
-        if _applies(statement, request):
+        if _applies(statement, request, by_account):
             return statement
     return None
 
@@ -262,7 +265,10 @@ def evaluate(request: Request, identity_policies: Sequence[Policy], resource_pol
         return Decision(True, "allowed", identity_allow.label)
     if not same_account and identity_allow is None and principal.type not in ("Root", "Anonymous"):
         return _NO_IDENTITY_ALLOW
-    resource_allow = _first_match(resource_policy.allows, request) if resource_policy is not None else None
+    # Naming an account in a resource policy delegates to that account's own policies: on its
+    # own it grants nothing to the account's users and roles, only to principals it names.
+    by_account = not same_account
+    resource_allow = _first_match(resource_policy.allows, request, by_account) if resource_policy is not None else None
     if resource_allow is not None:
         return Decision(True, "allowed", resource_allow.label)
     return _NO_IDENTITY_ALLOW if same_account else _NO_RESOURCE_ALLOW
