@@ -5,6 +5,8 @@
 - boto3_client(service, **kw), aws(*args, ...): AWS clients bound to dockyard_server.
 - podman, skopeo: container tools with isolated storage, registries.conf (the servers' registries
   marked insecure) and auth file.
+- chromium, screenshots: Debian's headless Chromium through Playwright (console tests), and
+  full-page screenshots saved under test-artifacts/<test>/.
 Fixtures are lazy: unit tests that use none of them start nothing.
 """
 
@@ -12,11 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.browser import Screenshots, launch_chromium
 from tests.support.clients import AwsCli, Boto3Clients, ContainersConfig, Podman, Skopeo
 from tests.support.server import DockyardServer, ServerFactory
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 STDERR_TAIL = 6000
 
@@ -68,6 +75,23 @@ def podman(containers_config: ContainersConfig) -> Podman:
 @pytest.fixture(scope="session")
 def skopeo(containers_config: ContainersConfig) -> Skopeo:
     return Skopeo(containers_config)
+
+
+@pytest.fixture
+def chromium() -> Iterator[Browser]:
+    """A headless Chromium for one test (Playwright's sync API must not outlive it: async
+    tests run their own event loops)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Screenshots:
+    return Screenshots.for_test(request.node.name)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -7,14 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from dockyard.config import Settings, settings_from_json
 from dockyard.core.services import Services
+from dockyard.doors.console import ConsoleDoor
 from dockyard.doors.ecr import EcrDoor
+from dockyard.doors.iam import IdentityDoor
 from dockyard.doors.registry import RegistryDoor
+from dockyard.ops import CLOUDTRAIL_TARGET_PREFIX, Ops
+from dockyard.workers.scans import ScanWorker
 
 SETTINGS_ENV = "DOCKYARD_SETTINGS"
 
@@ -25,38 +30,39 @@ def create_app(settings: Settings | None = None) -> Starlette:
     svc = Services.from_settings(settings)
     registry = RegistryDoor(svc)
     ecr = EcrDoor(svc)
+    identity = IdentityDoor(svc)
+    ops = Ops(svc)
 
     async def aws(request: Request) -> Response:
         target = request.headers.get("x-amz-target")
         if target is not None:
+            if target.startswith(CLOUDTRAIL_TARGET_PREFIX):
+                return await ops.cloudtrail.handle(request, target)
             return await ecr.handle(request, target)
-        return JSONResponse(
-            {"__type": "UnknownOperationException", "message": "Unknown operation"}, status_code=400
-        )
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        try:
-            await svc.db.ping()
-            await svc.blobs.ping()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with the reason
-            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        # No target: the AWS Query protocol (Action=...), IAM or STS by the signature's scope.
+        return await identity.handle(request)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await svc.load_token_secret()
+        ops.start()
+        scan_worker = ScanWorker(svc)
+        scan_worker.start()
         yield
+        await scan_worker.stop()
+        await ops.stop()
         await svc.close()
 
     routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
+        *ops.routes(),
         Route("/", aws, methods=["POST"]),
+        # GetDownloadUrlForLayer's URLs: signed and time-limited, fetched without SigV4.
+        Route("/layers/{token}", ecr.download_layer, methods=["GET", "HEAD"]),
         *registry.routes(),
+        ConsoleDoor(svc).mount(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(ops.middleware, **ops.middleware_options())]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.services = svc
+    app.state.operations = ops
     return app

@@ -8,15 +8,28 @@ from pathlib import Path
 
 import click
 
-from dockyard.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Settings, env_root_key, settings_to_json
+from dockyard import server as server_module
+from dockyard.admin import admin, write_credentials
+from dockyard.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Operations, Settings, env_root_key, settings_to_json
 from dockyard.core import accounts
 from dockyard.core.services import Services
+from dockyard.ops_commands import gc, lifecycle, operations_options, prepare_runtime, storage
+from dockyard.scan_commands import gate, sbom, vulndb
 from dockyard.store.database import upgrade
 
 
 @click.group()
 def main() -> None:
     """Dockyard: a self-hosted container registry that behaves like Amazon ECR."""
+
+
+main.add_command(admin)
+main.add_command(gc)
+main.add_command(lifecycle)
+main.add_command(storage)
+main.add_command(vulndb)
+main.add_command(gate)
+main.add_command(sbom)
 
 
 async def bootstrap(settings: Settings) -> accounts.AccessKey | None:
@@ -35,16 +48,6 @@ async def bootstrap(settings: Settings) -> accounts.AccessKey | None:
         return await accounts.add_access_key(svc, settings.account_id)
     finally:
         await svc.close()
-
-
-def write_credentials(path: Path, key: accounts.AccessKey, region: str) -> None:
-    path.write_text(
-        "[default]\n"
-        f"aws_access_key_id = {key.access_key_id}\n"
-        f"aws_secret_access_key = {key.secret_access_key}\n"
-        f"region = {region}\n"
-    )
-    path.chmod(0o600)
 
 
 def prepare(settings: Settings) -> None:
@@ -75,8 +78,16 @@ def prepare(settings: Settings) -> None:
 @click.option("--tls-cert", type=click.Path(path_type=Path, exists=True), default=None)
 @click.option("--tls-key", type=click.Path(path_type=Path, exists=True), default=None)
 @click.option("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data dir)")
-@click.option("--workers", default=1, show_default=True, type=int)
-@click.option("--log-level", default="info", show_default=True)
+@click.option("--workers", default=0, type=int, help="worker processes  [default: one per core]")
+@click.option(
+    "--server",
+    type=click.Choice(server_module.SERVERS),
+    default="auto",
+    show_default=True,
+    help="HTTP server: granian when installed (auto), or uvicorn",
+)
+@click.option("--log-level", default="info", show_default=True, help="critical, error, warning, info, debug or trace")
+@operations_options
 def serve(
     host: str,
     port: int,
@@ -88,11 +99,12 @@ def serve(
     tls_key: Path | None,
     database_url: str | None,
     workers: int,
+    server: server_module.ServerName,
     log_level: str,
+    operations: Operations,
 ) -> None:
     """Start the registry, the ECR API and the console on one port."""
-    import uvicorn
-
+    workers = workers or server_module.default_workers()
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     settings = Settings(
@@ -105,17 +117,18 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         database_url=database_url,
+        operations=operations,
     )
+    log_config = prepare_runtime(settings, workers, log_level)
     prepare(settings)
     os.environ["DOCKYARD_SETTINGS"] = settings_to_json(settings)
-    uvicorn.run(
-        "dockyard.app:create_app",
-        factory=True,
+    server_module.run(
+        server,
         host=host,
         port=port,
         workers=workers,
         log_level=log_level,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        access_log=False,
+        log_config=log_config,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )

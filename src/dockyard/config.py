@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 DEFAULT_ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
+# DOCKYARD_LIMIT_<NAME> overrides a service limit, e.g. DOCKYARD_LIMIT_IMAGES_PER_REPOSITORY=10000.
+LIMIT_ENV_PREFIX = "DOCKYARD_LIMIT_"
 
 
 @dataclass
@@ -17,6 +19,42 @@ class Limits:
     repositories_per_account: int = 1000
     images_per_repository: int = 1000
     layers_per_image: int = 127
+
+    @classmethod
+    def from_environment(cls) -> Limits:
+        """The seed's limits, each overridden by its DOCKYARD_LIMIT_<NAME> variable when set."""
+        values = {}
+        for limit in fields(cls):
+            raw = os.environ.get(LIMIT_ENV_PREFIX + limit.name.upper())
+            if raw is not None:
+                values[limit.name] = int(raw)
+        return cls(**values)
+
+
+def _default_rate_limits() -> dict[str, tuple[float, float]]:
+    from dockyard.throttle import DEFAULT_RATE_LIMITS
+
+    return dict(DEFAULT_RATE_LIMITS)
+
+
+@dataclass
+class Operations:
+    """How the server runs day to day: throttling, the audit trail, garbage collection, lifecycle."""
+
+    # operation -> (requests per second, burst) per account; "*" is every other operation.
+    rate_limits: dict[str, tuple[float, float]] = field(default_factory=_default_rate_limits)
+    # The audit trail rotates to a new file past this size and drops files older than the retention.
+    audit_file_bytes: int = 64 * 1024 * 1024
+    audit_retention_days: float = 90.0
+    # Read-only events reach the disk within this many seconds; mutating ones before their response ends.
+    audit_flush_seconds: float = 1.0
+    # Garbage collection spares blobs and layer links younger than the grace period, and removes
+    # uploads untouched for longer than the upload expiry. 0 disables the background runs.
+    gc_interval_seconds: float = 3600.0
+    gc_grace_seconds: float = 3600.0
+    upload_expiry_seconds: float = 24 * 3600.0
+    lifecycle_interval_seconds: float = 3600.0
+    log_level: str = "info"
 
 
 @dataclass
@@ -34,7 +72,10 @@ class Settings:
     # Durable commits (fsync) on SQLite; off only for throwaway benchmarks.
     sync_writes: bool = True
     token_lifetime_seconds: int = 12 * 3600
-    limits: Limits = field(default_factory=Limits)
+    # How long a GetDownloadUrlForLayer URL works (ECR's pre-signed layer URLs last an hour).
+    layer_url_lifetime_seconds: int = 3600
+    limits: Limits = field(default_factory=Limits.from_environment)
+    operations: Operations = field(default_factory=Operations)
 
     @property
     def scheme(self) -> str:
@@ -56,6 +97,10 @@ class Settings:
     @property
     def blob_root(self) -> Path:
         return self.data_dir / "storage"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.data_dir / "audit"
 
 
 def env_root_key() -> tuple[str, str] | None:
@@ -83,4 +128,7 @@ def settings_from_json(text: str) -> Settings:
     for name in ("tls_cert", "tls_key"):
         data[name] = Path(data[name]) if data[name] else None
     data["limits"] = Limits(**data["limits"])
+    operations = data.get("operations") or {}
+    operations["rate_limits"] = {k: tuple(v) for k, v in operations.get("rate_limits", _default_rate_limits()).items()}
+    data["operations"] = Operations(**operations)
     return Settings(**data)

@@ -5,16 +5,22 @@ The core never knows which door called it: each door renders these in its own wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class DockyardError(Exception):
-    """An error a client should see. `code` is the ECR/AWS error type; `status` the HTTP status."""
+    """An error a client should see. `code` is the ECR/AWS error type; `status` the HTTP status;
+    `fields` the members the error's shape models besides its message (e.g. InvalidLayerPartException's
+    lastValidByteReceived)."""
 
     code = "ServerException"
     status = 400
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, fields: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.fields: dict[str, Any] = dict(fields or {})
 
 
 def _error(name: str, status: int = 400) -> type[DockyardError]:
@@ -30,6 +36,8 @@ RepositoryNotEmptyException = _error("RepositoryNotEmptyException")
 RepositoryPolicyNotFoundException = _error("RepositoryPolicyNotFoundException")
 RegistryPolicyNotFoundException = _error("RegistryPolicyNotFoundException")
 LifecyclePolicyNotFoundException = _error("LifecyclePolicyNotFoundException")
+LifecyclePolicyPreviewNotFoundException = _error("LifecyclePolicyPreviewNotFoundException")
+LifecyclePolicyPreviewInProgressException = _error("LifecyclePolicyPreviewInProgressException")
 ImageNotFoundException = _error("ImageNotFoundException")
 ImageAlreadyExistsException = _error("ImageAlreadyExistsException")
 ImageTagAlreadyExistsException = _error("ImageTagAlreadyExistsException")

@@ -10,8 +10,8 @@ from typing import Any
 
 from dockyard.auth.tokens import TokenClaims, TokenError, authorization_token, issue_password, read_password
 from dockyard.core.access import Resource, authorize
-from dockyard.core.accounts import caller_for_key, find_access_key
 from dockyard.core.caller import Caller
+from dockyard.core.principals import CredentialsRejected, resolve_credentials
 from dockyard.core.repositories import registry_host
 from dockyard.core.services import Services
 
@@ -33,8 +33,11 @@ async def get_authorization_token(
     await authorize(caller, "ecr:GetAuthorizationToken", Resource(arn="*", account_id=caller.account_id))
     issued = int(time.time())
     expires = issued + svc.settings.token_lifetime_seconds
-    if session_expires_at is not None:
-        expires = min(expires, int(session_expires_at))
+    # A token obtained with temporary credentials expires when they do (troubleshooting, "Your
+    # token has expired").
+    for limit in (session_expires_at, caller.session_expires_at):
+        if limit is not None:
+            expires = min(expires, int(limit))
     claims = TokenClaims(
         account_id=caller.account_id,
         region=caller.region,
@@ -65,7 +68,12 @@ async def caller_for_password(svc: Services, password: str, region: str) -> Call
         raise TokenRejected(exc.reason) from exc
     if claims.region != region:
         raise TokenRejected("region")
-    key = await find_access_key(svc, claims.access_key_id)
-    if key is None or key.status != "Active" or key.account_id != claims.account_id:
+    # The key (or the session) the token was issued to must still be good, and the principal
+    # is re-read with its policies as they are now.
+    try:
+        resolved = await resolve_credentials(svc, claims.access_key_id, None, region, check_token=False)
+    except CredentialsRejected as exc:
+        raise TokenRejected("expired" if exc.kind == "expired_token" else "invalid") from exc
+    if resolved.caller.account_id != claims.account_id:
         raise TokenRejected("invalid")
-    return caller_for_key(key, region)
+    return resolved.caller

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.caller import Caller
+from dockyard.core.creation_templates import open_for_push
 from dockyard.core.repositories import Repository, open_repository
 from dockyard.core.services import Services, now
 from dockyard.errors import BlobUnknown
@@ -42,16 +43,53 @@ async def linked_sizes(conn: AsyncConnection, repo: Repository, digests: list[st
 
 
 async def link(conn: AsyncConnection, repository_id: int, digest: str, size: int) -> None:
-    """Record that the blob exists (its bytes are durable already) and that the repository has it."""
-    if (
-        await conn.execute(select(schema.blobs.c.size).where(schema.blobs.c.digest == digest))
-    ).first() is None:
+    """Record that the blob exists (its bytes are durable already, `size` verified) and that the
+    repository has it. An existing link is refreshed: garbage collection counts a link's grace
+    period from its last use, so a push that relies on it is never cut short."""
+    known = (await conn.execute(select(schema.blobs.c.size).where(schema.blobs.c.digest == digest))).first()
+    if known is None:
         await conn.execute(insert(schema.blobs).values(digest=digest, size=size, created_at=now()))
+    elif known.size != size:
+        # A claim (below) records the size an upload announced before its digest was verified.
+        await conn.execute(update(schema.blobs).where(schema.blobs.c.digest == digest).values(size=size))
     try:
         async with conn.begin_nested():
             await conn.execute(insert(rb).values(repository_id=repository_id, digest=digest, linked_at=now()))
     except IntegrityError:
-        pass  # already linked
+        await conn.execute(
+            update(rb).where(rb.c.repository_id == repository_id, rb.c.digest == digest).values(linked_at=now())
+        )
+
+
+async def claim(svc: Services, digest: str, size: int) -> None:
+    """Before an upload moves bytes into place under `digest`, in a transaction of its own.
+
+    Garbage collection deletes an unreferenced blob's row and file within one write transaction,
+    and spares blobs claimed within its grace period. So either it finished with this digest
+    before the claim (the upload then writes the file anew) or it leaves the digest alone: it can
+    never delete a file an upload has just put in place."""
+    blobs = schema.blobs
+    async with svc.db.write() as conn:
+        moment = now()
+        claimed = await conn.execute(update(blobs).where(blobs.c.digest == digest).values(touched_at=moment))
+        if claimed.rowcount == 0:
+            await conn.execute(insert(blobs).values(digest=digest, size=size, created_at=moment, touched_at=moment))
+
+
+async def keep_link(svc: Services, repo: Repository, digest: str) -> None:
+    """A HEAD of a layer the repository has (a push checking what it may skip): refresh the link's
+    linked_at once it is older than half the grace period, so the push has at least that long to
+    put its manifest before garbage collection may drop an unreferenced link."""
+    half_grace = svc.settings.operations.gc_grace_seconds / 2
+    async with svc.db.read() as conn:
+        linked_at = (
+            await conn.execute(select(rb.c.linked_at).where(rb.c.repository_id == repo.id, rb.c.digest == digest))
+        ).scalar()
+    if linked_at is not None and now() - linked_at > half_grace:
+        async with svc.db.write() as conn:
+            await conn.execute(
+                update(rb).where(rb.c.repository_id == repo.id, rb.c.digest == digest).values(linked_at=now())
+            )
 
 
 async def stat_blob(
@@ -62,6 +100,8 @@ async def stat_blob(
         size = await linked_size(conn, repo, digest)
     if size is None:
         raise blob_unknown(repo, digest)
+    if action == "ecr:BatchCheckLayerAvailability":
+        await keep_link(svc, repo, digest)
     return repo, size
 
 
@@ -71,7 +111,7 @@ async def mount_blob(
     """Link `digest` from repository `source` into `repository`; None when it can't be mounted,
     so the caller falls back to an ordinary upload as the distribution spec says."""
     async with svc.db.write() as conn:
-        target = await open_repository(conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
+        target = await open_for_push(svc, conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
         try:
             origin = await open_repository(conn, caller, account_id, source, "ecr:GetDownloadUrlForLayer")
         except Exception:  # noqa: BLE001 - an unreadable or missing source means "upload instead"

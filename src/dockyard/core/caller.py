@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dockyard.policy import Policy, Principal
+
+# How the request was signed: a long-term access key, GetSessionToken credentials, or the
+# credentials of an assumed-role session. IAM and STS treat the three differently.
+CredentialKind = Literal["permanent", "session-token", "assumed-role"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,29 @@ class Caller:
     source_ip: str = ""
     user_agent: str = ""
     secure_transport: bool = False
+    # For an assumed-role session: the role's own ARN (policies name roles, not sessions).
+    role_arn: str | None = None
+    credential_kind: CredentialKind = "permanent"
+    # When temporary credentials stop working (epoch seconds); None for long-term keys.
+    session_expires_at: float | None = None
+    # The principal's identity-based policies as they stand now: attached managed policies and
+    # inline policies, its groups' too. Loaded afresh with every request's credentials.
+    policies: tuple[Policy, ...] = field(default=(), compare=False, repr=False)
+    # An AssumeRole session policy: it can only narrow what the role's policies allow.
+    session_policy: Policy | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def principal(self) -> Principal:
+        """The caller as the policy engine sees it."""
+        kind = self.type if self.type in ("Root", "IAMUser", "AssumedRole", "FederatedUser") else "Anonymous"
+        return Principal(
+            arn=self.arn,
+            account_id=self.account_id,
+            type=kind,  # type: ignore[arg-type]
+            user_id=self.user_id,
+            username=self.username,
+            role_arn=self.role_arn,
+        )
 
 
 def root_caller(account_id: str, region: str, access_key_id: str | None = None) -> Caller:

@@ -14,7 +14,9 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dockyard.core import scan_hooks
 from dockyard.core.caller import Caller
+from dockyard.core.creation_templates import open_for_push
 from dockyard.core.manifests import MAX_MANIFEST_SIZE, Manifest, ManifestError, is_digest, parse_manifest
 from dockyard.core.repositories import Repository, open_repository
 from dockyard.core.services import Services, now
@@ -63,11 +65,13 @@ _IMAGE_COLUMNS = (
 )
 
 
-def image_not_found(repo: Repository, reference: str) -> ImageNotFoundException:
-    kind = "imageDigest" if is_digest(reference) else "imageTag"
+def image_not_found(repo: Repository, reference: str, tag: str | None = None) -> ImageNotFoundException:
+    """ECR's ImageNotFoundException for a digest or tag `reference` (or a digest and a `tag`)."""
+    digest = reference if is_digest(reference) else None
+    tag = tag if digest else reference
     return ImageNotFoundException(
-        f"The image with imageId {{{kind}:'{reference}'}} does not exist within the repository with name "
-        f"'{repo.name}' in the registry with id '{repo.account_id}'"
+        f"The image with imageId {{imageDigest:'{digest or 'null'}', imageTag:'{tag or 'null'}'}} does not exist "
+        f"within the repository with name '{repo.name}' in the registry with id '{repo.account_id}'"
     )
 
 
@@ -83,11 +87,11 @@ async def find_image(conn: AsyncConnection, repo: Repository, reference: str) ->
     return StoredImage(**row._mapping) if row else None
 
 
-def parse(data: bytes, media_type: str | None) -> Manifest:
+def parse(data: bytes, media_type: str | None, infer_from_layout: bool = True) -> Manifest:
     if len(data) > MAX_MANIFEST_SIZE:
         raise ManifestInvalid(f"manifest is {len(data)} bytes, more than the {MAX_MANIFEST_SIZE} allowed")
     try:
-        return parse_manifest(data, media_type)
+        return parse_manifest(data, media_type, infer_from_layout=infer_from_layout)
     except ManifestError as exc:
         raise ManifestInvalid(str(exc), exc.code) from exc
 
@@ -144,12 +148,14 @@ async def put_manifest(
     tag: str | None = None,
     digest: str | None = None,
     refuse_existing: bool = False,
+    infer_from_layout: bool = True,
 ) -> tuple[Repository, Manifest]:
     """Store a manifest and point `tag` at it.
 
     `digest`, when given, must be the manifest's. `refuse_existing` is PutImage's rule: pushing
-    an image that is already there under the same tag (or untagged) is an error."""
-    manifest = parse(data, media_type)
+    an image that is already there under the same tag (or untagged) is an error. A missing
+    repository that a CREATE_ON_PUSH creation template covers is created first."""
+    manifest = parse(data, media_type, infer_from_layout)
     if digest is not None and digest != manifest.digest:
         raise ImageDigestDoesNotMatchException(
             f"Invalid parameter at 'imageDigest' failed to satisfy constraint: 'Digest {digest} does not "
@@ -162,7 +168,7 @@ async def put_manifest(
             f"Layers per image: {limits.layers_per_image}"
         )
     async with svc.db.write() as conn:
-        repo = await open_repository(conn, caller, account_id, repository, "ecr:PutImage")
+        repo = await open_for_push(svc, conn, caller, account_id, repository, "ecr:PutImage")
         missing = await _missing_blobs(conn, repo, manifest)
         if missing:
             raise LayersNotFoundException(
@@ -207,10 +213,11 @@ async def put_manifest(
             if _tag_is_immutable(mutability, exclusions, tag):
                 raise ImageTagAlreadyExistsException(
                     f"The image tag '{tag}' already exists in the '{repo.name}' repository and cannot be "
-                    "overwritten because the repository is immutable."
+                    "overwritten because the tag is immutable."
                 )
         if existing is None:
             existing = await _insert_image(svc, conn, repo, manifest, data)
+            await scan_hooks.queue_scan_on_push(conn, repo, manifest, existing)
         if tag is not None and current_tag_image != existing:
             if current_tag_image is None:
                 await conn.execute(
@@ -280,6 +287,8 @@ async def get_manifest(
     async with svc.db.read() as conn:
         repo = await open_repository(conn, caller, account_id, repository, "ecr:BatchGetImage")
         image = await find_image(conn, repo, reference)
+        if image is not None:
+            await scan_hooks.check_pull(conn, repo, image.id, image.digest)
     if image is None:
         raise image_not_found(repo, reference)
     if record_pull:

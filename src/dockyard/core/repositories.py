@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dockyard.core import resource_tags
 from dockyard.core.access import Resource, authorize, repository_arn
 from dockyard.core.caller import Caller
 from dockyard.core.paging import decode_token, encode_token, page_size
@@ -36,10 +39,15 @@ class Repository:
     name: str
     created_at: float
     image_tag_mutability: str
+    tag_mutability_exclusions: str | None
     scan_on_push: bool
     encryption_type: str
     kms_key: str | None
     policy_text: str | None
+
+    @property
+    def exclusion_filters(self) -> list[dict[str, str]]:
+        return list(json.loads(self.tag_mutability_exclusions or "[]"))
 
     @property
     def arn(self) -> str:
@@ -57,6 +65,7 @@ _COLUMNS = (
     repos.c.name,
     repos.c.created_at,
     repos.c.image_tag_mutability,
+    repos.c.tag_mutability_exclusions,
     repos.c.scan_on_push,
     repos.c.encryption_type,
     repos.c.kms_key,
@@ -77,24 +86,18 @@ def not_found(name: str, account_id: str) -> RepositoryNotFoundException:
 async def find(conn: AsyncConnection, account_id: str, region: str, name: str) -> Repository | None:
     row = (
         await conn.execute(
-            select(*_COLUMNS).where(
-                repos.c.account_id == account_id, repos.c.region == region, repos.c.name == name
-            )
+            select(*_COLUMNS).where(repos.c.account_id == account_id, repos.c.region == region, repos.c.name == name)
         )
     ).first()
     return Repository(**row._mapping) if row else None
 
 
-async def open_repository(
-    conn: AsyncConnection, caller: Caller, account_id: str, name: str, action: str
-) -> Repository:
+async def open_repository(conn: AsyncConnection, caller: Caller, account_id: str, name: str, action: str) -> Repository:
     """The repository `name`, once `caller` is allowed `action` on it; AccessDenied comes
     before RepositoryNotFound, as on AWS, so a denied caller learns nothing."""
     repo = await find(conn, account_id, caller.region, name)
     resource = (
-        repo.resource
-        if repo
-        else Resource(arn=repository_arn(caller.region, account_id, name), account_id=account_id)
+        repo.resource if repo else Resource(arn=repository_arn(caller.region, account_id, name), account_id=account_id)
     )
     await authorize(caller, action, resource)
     if repo is None:
@@ -112,6 +115,7 @@ def describe(svc: Services, repo: Repository) -> dict[str, Any]:
         "repositoryUri": f"{host}/{repo.name}",
         "createdAt": repo.created_at,
         "imageTagMutability": repo.image_tag_mutability,
+        "imageTagMutabilityExclusionFilters": repo.exclusion_filters or None,
         "imageScanningConfiguration": {"scanOnPush": repo.scan_on_push},
         "encryptionConfiguration": {"encryptionType": repo.encryption_type}
         | ({"kmsKey": repo.kms_key} if repo.kms_key else {}),
@@ -127,64 +131,115 @@ def registry_host(svc: Services, account_id: str, region: str) -> str:
     return f"{account_id}.dkr.ecr.{region}.{settings.public_host}"
 
 
+@dataclass(frozen=True)
+class RepositorySettings:
+    """What a new repository starts with (CreateRepository's members, or a creation template's)."""
+
+    image_tag_mutability: str = "MUTABLE"
+    exclusion_filters: list[dict[str, str]] = field(default_factory=list)
+    scan_on_push: bool = False
+    encryption_type: str = "AES256"
+    kms_key: str | None = None
+    tags: list[dict[str, str]] = field(default_factory=list)
+    policy_text: str | None = None
+    lifecycle_policy_text: str | None = None
+
+
+def check_tag_mutability(mutability: str, filters: list[dict[str, str]] | None) -> list[dict[str, str]]:
+    """The exclusion filters to store: required by the *_WITH_EXCLUSION settings, refused by the others."""
+    with_exclusion = mutability.endswith("_WITH_EXCLUSION")
+    if with_exclusion and not filters:
+        raise InvalidParameterException(
+            "Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy constraint: "
+            f"'imageTagMutabilityExclusionFilters must be specified when imageTagMutability is {mutability}'"
+        )
+    if filters and not with_exclusion:
+        raise InvalidParameterException(
+            "Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy constraint: "
+            f"'imageTagMutabilityExclusionFilters cannot be specified when imageTagMutability is {mutability}'"
+        )
+    return [{"filterType": f["filterType"], "filter": f["filter"]} for f in filters or []]
+
+
+def check_encryption(encryption_type: str, kms_key: str | None, account_id: str, region: str) -> str | None:
+    """The KMS key to report: the one given, or (as ECR does) the registry's AWS managed key for ECR."""
+    if encryption_type == "AES256":
+        if kms_key:
+            raise InvalidParameterException(
+                "Invalid parameter at 'encryptionConfiguration' failed to satisfy constraint: "
+                "'kmsKey can only be specified when encryptionType is KMS or KMS_DSSE'"
+            )
+        return None
+    if kms_key:
+        return kms_key
+    # A stable stand-in for the ARN of the aws/ecr managed key of this account and region.
+    key_id = uuid.uuid5(uuid.NAMESPACE_URL, f"aws/ecr/{account_id}/{region}")
+    return f"arn:aws:kms:{region}:{account_id}:key/{key_id}"
+
+
 async def create_repository(
-    svc: Services,
-    caller: Caller,
-    account_id: str,
-    name: str,
-    *,
-    image_tag_mutability: str = "MUTABLE",
-    scan_on_push: bool = False,
-    encryption_type: str = "AES256",
-    kms_key: str | None = None,
-    tags: list[dict[str, str]] | None = None,
+    svc: Services, caller: Caller, account_id: str, name: str, settings: RepositorySettings
 ) -> dict[str, Any]:
     if not valid_name(name):
         raise InvalidParameterException(
             "Invalid parameter at 'repositoryName' failed to satisfy constraint: "
             "'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*''"
         )
-    arn = repository_arn(caller.region, account_id, name)
-    await authorize(caller, "ecr:CreateRepository", Resource(arn=arn, account_id=account_id))
     async with svc.db.write() as conn:
-        count = (
-            await conn.execute(
-                select(func.count())
-                .select_from(repos)
-                .where(repos.c.account_id == account_id, repos.c.region == caller.region)
-            )
-        ).scalar_one()
-        if count >= svc.settings.limits.repositories_per_account:
-            raise LimitExceededException(
-                "The operation did not succeed because it would have exceeded a service limit for your "
-                f"account. Repositories per registry: {svc.settings.limits.repositories_per_account}"
-            )
-        try:
+        repo = await insert_repository(svc, conn, caller, account_id, name, settings)
+    return describe(svc, repo)
+
+
+async def insert_repository(
+    svc: Services, conn: AsyncConnection, caller: Caller, account_id: str, name: str, settings: RepositorySettings
+) -> Repository:
+    """Create repository `name` in `conn`'s transaction, authorised as CreateRepository (and TagResource
+    when it comes with tags, as ECR asks)."""
+    resource = Resource(arn=repository_arn(caller.region, account_id, name), account_id=account_id)
+    await authorize(caller, "ecr:CreateRepository", resource)
+    tags = resource_tags.normalise(settings.tags)
+    if tags:
+        await authorize(caller, "ecr:TagResource", resource)
+    resource_tags.check_count(len(tags))
+    filters = check_tag_mutability(settings.image_tag_mutability, settings.exclusion_filters)
+    kms_key = check_encryption(settings.encryption_type, settings.kms_key, account_id, caller.region)
+    count = (
+        await conn.execute(
+            select(func.count())
+            .select_from(repos)
+            .where(repos.c.account_id == account_id, repos.c.region == caller.region)
+        )
+    ).scalar_one()
+    if count >= svc.settings.limits.repositories_per_account:
+        raise LimitExceededException(
+            "The operation did not succeed because it would have exceeded a service limit for your "
+            f"account. Repositories per registry: {svc.settings.limits.repositories_per_account}"
+        )
+    try:
+        async with conn.begin_nested():
             result = await conn.execute(
                 insert(repos).values(
                     account_id=account_id,
                     region=caller.region,
                     name=name,
                     created_at=now(),
-                    image_tag_mutability=image_tag_mutability,
-                    scan_on_push=scan_on_push,
-                    encryption_type=encryption_type,
+                    image_tag_mutability=settings.image_tag_mutability,
+                    tag_mutability_exclusions=json.dumps(filters) if filters else None,
+                    scan_on_push=settings.scan_on_push,
+                    encryption_type=settings.encryption_type,
                     kms_key=kms_key,
+                    policy_text=settings.policy_text,
+                    lifecycle_policy_text=settings.lifecycle_policy_text,
                 )
             )
-        except IntegrityError as exc:
-            raise RepositoryAlreadyExistsException(
-                f"The repository with name '{name}' already exists in the registry with id '{account_id}'"
-            ) from exc
-        repo_id = result.inserted_primary_key[0]
-        if tags:
-            await conn.execute(
-                insert(schema.repository_tags),
-                [{"repository_id": repo_id, "key": t["Key"], "value": t.get("Value", "")} for t in tags],
-            )
-        repo = await find(conn, account_id, caller.region, name)
+    except IntegrityError as exc:
+        raise RepositoryAlreadyExistsException(
+            f"The repository with name '{name}' already exists in the registry with id '{account_id}'"
+        ) from exc
+    await resource_tags.merge(conn, result.inserted_primary_key[0], tags)
+    repo = await find(conn, account_id, caller.region, name)
     assert repo is not None
-    return describe(svc, repo)
+    return repo
 
 
 async def describe_repositories(
@@ -204,9 +259,7 @@ async def describe_repositories(
         if names:
             found = []
             for name in dict.fromkeys(names):
-                found.append(
-                    await open_repository(conn, caller, account_id, name, "ecr:DescribeRepositories")
-                )
+                found.append(await open_repository(conn, caller, account_id, name, "ecr:DescribeRepositories"))
             return {"repositories": [describe(svc, r) for r in found]}
         after = decode_token(next_token)
         limit = page_size(max_results, 100)
@@ -236,9 +289,7 @@ async def delete_repository(
         repo = await open_repository(conn, caller, account_id, name, "ecr:DeleteRepository")
         image_count = (
             await conn.execute(
-                select(func.count())
-                .select_from(schema.images)
-                .where(schema.images.c.repository_id == repo.id)
+                select(func.count()).select_from(schema.images).where(schema.images.c.repository_id == repo.id)
             )
         ).scalar_one()
         if image_count and not force:
@@ -254,15 +305,11 @@ async def purge(conn: AsyncConnection, repository_id: int) -> None:
     """Remove a repository and everything that hangs off it. Blobs stay for garbage collection."""
     image_ids = select(schema.images.c.id).where(schema.images.c.repository_id == repository_id)
     await conn.execute(delete(schema.tags).where(schema.tags.c.repository_id == repository_id))
-    await conn.execute(
-        delete(schema.image_references).where(schema.image_references.c.image_id.in_(image_ids))
-    )
+    await conn.execute(delete(schema.image_references).where(schema.image_references.c.image_id.in_(image_ids)))
     await conn.execute(delete(schema.images).where(schema.images.c.repository_id == repository_id))
-    await conn.execute(
-        delete(schema.repository_blobs).where(schema.repository_blobs.c.repository_id == repository_id)
-    )
+    await conn.execute(delete(schema.repository_blobs).where(schema.repository_blobs.c.repository_id == repository_id))
     await conn.execute(delete(schema.uploads).where(schema.uploads.c.repository_id == repository_id))
-    await conn.execute(
-        delete(schema.repository_tags).where(schema.repository_tags.c.repository_id == repository_id)
-    )
+    await conn.execute(delete(schema.repository_tags).where(schema.repository_tags.c.repository_id == repository_id))
+    lifecycle = schema.repository_lifecycle
+    await conn.execute(delete(lifecycle).where(lifecycle.c.repository_id == repository_id))
     await conn.execute(delete(repos).where(repos.c.id == repository_id))

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, update
 
-from dockyard.core.blobs import link, linked_size
+from dockyard.core.blobs import claim, link, linked_size
 from dockyard.core.caller import Caller
+from dockyard.core.creation_templates import open_for_push
 from dockyard.core.repositories import Repository, open_repository
 from dockyard.core.services import Services, now
 from dockyard.errors import (
@@ -21,6 +22,7 @@ from dockyard.errors import (
     EmptyUploadException,
     InvalidLayerPartException,
     LayerPartTooSmallException,
+    LimitExceededException,
     RangeInvalid,
     UploadNotFoundException,
 )
@@ -61,15 +63,15 @@ def upload_not_found(upload_id: str, repo: Repository) -> UploadNotFoundExceptio
 
 def valid_upload_id(upload_id: str) -> bool:
     try:
-        return uuid.UUID(upload_id).hex == upload_id
+        return str(uuid.UUID(upload_id)) == upload_id
     except ValueError:
         return False
 
 
 async def start_upload(svc: Services, caller: Caller, account_id: str, repository: str) -> Upload:
-    upload_id = uuid.uuid4().hex
+    upload_id = str(uuid.uuid4())  # canonical form, as ECR hands out upload ids
     async with svc.db.write() as conn:
-        repo = await open_repository(conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
+        repo = await open_for_push(svc, conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
         await svc.blobs.start_upload(upload_id)
         moment = now()
         await conn.execute(
@@ -117,9 +119,8 @@ async def append(
         upload = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
         if start is not None and start != upload.size:
             if part_rules:
-                raise InvalidLayerPartException(
-                    f"The layer part for upload '{upload_id}' is out of order: it starts at byte {start}, "
-                    f"the upload's next byte is {upload.size}"
+                raise _invalid_part(
+                    upload, f"partFirstByte is {start} but the next byte of the upload is {upload.size}"
                 )
             raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
         if part_rules:
@@ -129,11 +130,15 @@ async def append(
         except UploadGone as exc:
             raise upload_not_found(upload_id, upload.repository) from exc
         part = size - upload.size
-        if part_rules and last_byte is not None and part != last_byte - upload.size + 1:
-            raise InvalidLayerPartException(
-                f"The layer part for upload '{upload_id}' has {part} bytes but partFirstByte..partLastByte "
-                f"spans {last_byte - upload.size + 1}"
-            )
+        # Not recording the new size leaves the upload where it stood: the next write overwrites.
+        if last_byte is not None and part != last_byte - upload.size + 1:
+            if part_rules:
+                raise _invalid_part(
+                    upload,
+                    f"the layer part has {part} bytes but partFirstByte..partLastByte spans "
+                    f"{last_byte - upload.size + 1}",
+                )
+            raise RangeInvalid(f"the chunk has {part} bytes but its range ends at byte {last_byte}")
         async with svc.db.write() as conn:
             await conn.execute(
                 update(uploads)
@@ -143,17 +148,31 @@ async def append(
     return Upload(upload_id, upload.repository, size, upload.parts + 1, part)
 
 
+def _invalid_part(upload: Upload, reason: str) -> InvalidLayerPartException:
+    """ECR's InvalidLayerPartException, with the members it models (where the upload stands)."""
+    return InvalidLayerPartException(
+        f"The layer part is not valid for upload '{upload.id}': {reason}",
+        fields={
+            "registryId": upload.repository.account_id,
+            "repositoryName": upload.repository.name,
+            "uploadId": upload.id,
+            "lastValidByteReceived": max(upload.size - 1, 0),
+        },
+    )
+
+
 def _check_part_rules(upload: Upload, start: int | None, last_byte: int | None) -> None:
     if start is None or last_byte is None or last_byte < start:
-        raise InvalidLayerPartException("partFirstByte and partLastByte must name a non-empty byte range")
+        raise _invalid_part(upload, "partFirstByte and partLastByte must name a non-empty byte range")
     if last_byte - start + 1 > MAX_PART_SIZE:
-        raise InvalidLayerPartException(f"Layer parts must be at most {MAX_PART_SIZE} bytes")
+        raise _invalid_part(upload, f"a layer part may be at most {MAX_PART_SIZE} bytes (10 MiB)")
     if upload.parts >= MAX_PARTS:
-        raise InvalidLayerPartException(f"An upload may have at most {MAX_PARTS} parts")
-    if upload.last_part_size is not None and upload.last_part_size < MIN_PART_SIZE:
-        raise LayerPartTooSmallException(
-            f"Layer part size must be at least {MIN_PART_SIZE} bytes except for the last part"
+        raise LimitExceededException(
+            "The operation did not succeed because it would have exceeded a service limit for your account. "
+            f"Layer parts per upload: {MAX_PARTS}"
         )
+    if upload.last_part_size is not None and upload.last_part_size < MIN_PART_SIZE:
+        raise LayerPartTooSmallException("All layer parts except the last part should be at least 5MB")
 
 
 async def complete(
@@ -166,19 +185,27 @@ async def complete(
     chunks: AsyncIterator[bytes] | None = None,
     *,
     refuse_empty: bool = False,
+    start: int | None = None,
+    last_byte: int | None = None,
 ) -> tuple[Repository, int]:
     """Finish an upload: the bytes must hash to `digest`; then the blob is durable, in place and
-    linked to the repository, in that order."""
+    linked to the repository, in that order. A final chunk in `chunks` may say where it starts
+    and ends (`start`, `last_byte`), as for `append`."""
     async with _lock(upload_id):
         upload = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:CompleteLayerUpload")
-        size = upload.size
-        if chunks is not None:
-            try:
-                size = await svc.blobs.append(upload_id, upload.size, chunks)
-            except UploadGone as exc:
-                raise upload_not_found(upload_id, upload.repository) from exc
+        if start is not None and start != upload.size:
+            raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
+        try:
+            # Even without a final chunk: this cuts off bytes a refused chunk left past the recorded size.
+            size = await svc.blobs.append(upload_id, upload.size, chunks or _nothing())
+        except UploadGone as exc:
+            raise upload_not_found(upload_id, upload.repository) from exc
+        if last_byte is not None and size != last_byte + 1:
+            raise RangeInvalid(f"the final chunk ends at byte {size - 1}, not at byte {last_byte} as its range says")
         if refuse_empty and size == 0:
             raise EmptyUploadException(f"The upload with id '{upload_id}' does not contain any layer parts")
+        # Claimed before the bytes move into place: garbage collection then cannot delete them.
+        await claim(svc, digest, size)
         try:
             size = await svc.blobs.finish_upload(upload_id, digest)
         except DigestMismatch as exc:
@@ -190,6 +217,11 @@ async def complete(
             await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
     _locks.pop(upload_id, None)
     return upload.repository, size
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield
 
 
 async def cancel(svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str) -> None:

@@ -60,6 +60,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring as _encode_string  # C-accelerated, keeps UTF-8 as is
+from json.encoder import encode_basestring_ascii as _encode_string_ascii
 from typing import Any
 
 from botocore.loaders import Loader
@@ -149,7 +151,7 @@ def _compile(shape: Shape, cache: dict[str, _Node]) -> _Node:
     cache[shape.name] = node  # before recursing: shapes may refer to themselves
     if "pattern" in meta:
         node.pattern_text = meta["pattern"]
-        node.pattern = re.compile(node.pattern_text, re.ASCII)
+        node.pattern = _compile_pattern(shape.name, node.pattern_text)
     enum = meta.get("enum")
     if enum:
         node.enum = frozenset(enum)
@@ -164,6 +166,14 @@ def _compile(shape: Shape, cache: dict[str, _Node]) -> _Node:
         node.value = _compile(shape.value, cache)
     node.listing = "[" + ", ".join(_constraint_texts(node)) + "]"
     return node
+
+
+def _compile_pattern(shape_name: str, pattern: str) -> re.Pattern[str]:
+    # The models carry Java regexes; the ones ECR uses are also valid Python (ASCII classes).
+    try:
+        return re.compile(pattern, re.ASCII)
+    except re.error as exc:
+        raise ValueError(f"pattern of {shape_name} is not a Python regex: {pattern!r} ({exc})") from None
 
 
 def _constraint_texts(node: _Node) -> list[str]:
@@ -505,29 +515,36 @@ def _java_double(value: float) -> str:
 
 def _dumps(value: Any) -> bytes:
     parts: list[str] = []
-    _dump_into(value, parts)
-    return "".join(parts).encode("utf-8")
+    _dump_into(value, parts, _encode_string)
+    try:
+        return "".join(parts).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate only survives as a JSON escape
+        parts.clear()
+        _dump_into(value, parts, _encode_string_ascii)
+        return "".join(parts).encode("ascii")
 
 
-def _dump_into(value: Any, parts: list[str]) -> None:
-    if isinstance(value, dict):
+def _dump_into(value: Any, parts: list[str], encode: Callable[[str], str]) -> None:
+    if isinstance(value, str):
+        parts.append(encode(value))
+    elif isinstance(value, dict):
         parts.append("{")
         for index, (key, item) in enumerate(value.items()):
             parts.append("," if index else "")
-            parts.append(json.dumps(key, ensure_ascii=False))
+            parts.append(encode(key))
             parts.append(":")
-            _dump_into(item, parts)
+            _dump_into(item, parts, encode)
         parts.append("}")
     elif isinstance(value, list):
         parts.append("[")
         for index, item in enumerate(value):
             parts.append("," if index else "")
-            _dump_into(item, parts)
+            _dump_into(item, parts, encode)
         parts.append("]")
     elif isinstance(value, _JavaDouble):
         parts.append(_java_double(value))
     else:
-        parts.append(json.dumps(value, ensure_ascii=False))
+        parts.append(json.dumps(value))
 
 
 # --- the service model ----------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The registry door: the OCI Distribution API v1.1 under /v2/, HTTP Basic with an ECR token.
 
-It parses, authenticates, calls the core and renders OCI responses; nothing else."""
+It parses, authenticates, calls the core and renders OCI responses; nothing else. Every response
+under /v2/ (errors, unknown paths and refused methods included) carries the API version header
+and, when it is an error, the spec's JSON error document."""
 
 from __future__ import annotations
 
@@ -18,7 +20,16 @@ from dockyard.auth.tokens import parse_basic_auth
 from dockyard.core import blobs, images, repositories, uploads
 from dockyard.core.authorization import TokenRejected, caller_for_password
 from dockyard.core.caller import Caller
-from dockyard.core.manifests import is_digest, validate_digest
+from dockyard.core.manifests import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    ManifestError,
+    accepts,
+    is_digest,
+    validate_digest,
+)
 from dockyard.core.paging import encode_token
 from dockyard.core.services import Services
 from dockyard.doors.origin import with_origin
@@ -27,6 +38,7 @@ from dockyard.errors import (
     BlobUnknown,
     DigestInvalid,
     DockyardError,
+    ImageDigestDoesNotMatchException,
     ImageNotFoundException,
     ImageTagAlreadyExistsException,
     LayersNotFoundException,
@@ -37,11 +49,22 @@ from dockyard.errors import (
     RepositoryNotFoundException,
     UploadNotFoundException,
 )
+from dockyard.observe.context import admit
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 TAG_PATTERN = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.")
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+# Every method a route answers itself, so that a wrong one gets a spec error rather than Starlette's.
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+# Content-Range of a chunk, as the distribution spec writes it ("<first>-<last>"), with the
+# RFC 9110 forms clients also send ("bytes=<first>-<last>", "bytes <first>-<last>/<total>").
+CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
+BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+NUMBER = re.compile(r"[0-9]{1,18}")
+# An SQL LIMIT must stay within int64; no listing gets near this anyway.
+MAX_PAGE = 2**31
+MAX_CATALOG_PAGE = 1000
+DEFAULT_PLATFORM = {"os": "linux", "architecture": "amd64"}
 
 # Core errors as the distribution spec names them: (HTTP status, OCI code).
 _OCI_CODES: dict[type[DockyardError], tuple[int, str]] = {
@@ -53,11 +76,14 @@ _OCI_CODES: dict[type[DockyardError], tuple[int, str]] = {
     ReferencedImagesNotFoundException: (400, "MANIFEST_BLOB_UNKNOWN"),
     ManifestInvalid: (400, "MANIFEST_INVALID"),
     DigestInvalid: (400, "DIGEST_INVALID"),
+    ImageDigestDoesNotMatchException: (400, "DIGEST_INVALID"),
     RangeInvalid: (416, "BLOB_UPLOAD_INVALID"),
     ImageTagAlreadyExistsException: (400, "TAG_INVALID"),
     AccessDeniedException: (403, "DENIED"),
     LimitExceededException: (403, "DENIED"),
 }
+
+Handler = Callable[[Request, Caller, str], Awaitable[Response]]
 
 
 class RegistryError(Exception):
@@ -77,7 +103,7 @@ def error_response(
 
 
 def _render(exc: DockyardError) -> Response:
-    status, code = _OCI_CODES.get(type(exc), (400, "UNSUPPORTED"))
+    status, code = _OCI_CODES.get(type(exc), (exc.status, "DENIED" if exc.status == 403 else "UNSUPPORTED"))
     if isinstance(exc, ManifestInvalid):
         code = exc.oci_code
     return error_response(status, code, exc.message)
@@ -121,22 +147,40 @@ async def authenticate(svc: Services, request: Request) -> tuple[Caller, str]:
                 f"{region}. Authenticate against {region} and try again.",
             ) from exc
         raise RegistryError(401, "UNAUTHORIZED", "Not Authorized", headers=_challenge(svc, request)) from exc
-    return with_origin(caller, request), account
+    caller = with_origin(caller, request)
+    if not await admit(request, caller, registry_id=account):
+        raise RegistryError(429, "TOOMANYREQUESTS", "Rate exceeded")
+    return caller, account
+
+
+def _allow(request: Request, *methods: str) -> None:
+    allowed = list(methods) + (["HEAD"] if "GET" in methods and "HEAD" not in methods else [])
+    if request.method not in allowed:
+        raise RegistryError(
+            405,
+            "UNSUPPORTED",
+            f"{request.method} is not supported on {request.url.path}",
+            headers={"Allow": ", ".join(allowed)},
+        )
 
 
 def _name(request: Request) -> str:
     name = request.path_params["name"]
     if not repositories.valid_name(name):
-        raise RegistryError(400, "NAME_INVALID", f"invalid repository name {name!r}")
+        raise RegistryError(400, "NAME_INVALID", f"invalid repository name {name!r}", {"name": name})
     return name
 
 
 def _reference(request: Request) -> str:
+    """A manifest reference: a digest (400 when malformed) or a tag. A malformed tag is refused
+    for a PUT (400 TAG_INVALID); anything else simply finds no manifest by that name (404)."""
     reference = request.path_params["reference"]
     if is_digest(reference):
-        _digest(reference)
-    elif not TAG_PATTERN.fullmatch(reference):
-        raise RegistryError(400, "TAG_INVALID", f"invalid tag {reference!r}")
+        return _digest(reference)
+    if not TAG_PATTERN.fullmatch(reference):
+        if request.method == "PUT":
+            raise RegistryError(400, "TAG_INVALID", f"invalid tag {reference!r}", {"tag": reference})
+        raise RegistryError(404, "MANIFEST_UNKNOWN", f"manifest unknown: {reference!r} is not a valid tag")
     return reference
 
 
@@ -145,8 +189,25 @@ def _digest(value: str | None) -> str:
         raise RegistryError(400, "DIGEST_INVALID", "a digest is required")
     try:
         return validate_digest(value)
-    except Exception as exc:  # noqa: BLE001 - any invalid form answers the same
-        raise RegistryError(400, "DIGEST_INVALID", f"invalid digest {value!r}") from exc
+    except ManifestError as exc:
+        raise RegistryError(400, "DIGEST_INVALID", f"invalid digest {value!r}", exc.detail) from exc
+
+
+def _is_valid_digest(value: str) -> bool:
+    try:
+        validate_digest(value)
+    except ManifestError:
+        return False
+    return True
+
+
+def _page_size(request: Request, ceiling: int) -> int | None:
+    raw = request.query_params.get("n")
+    if raw is None:
+        return None
+    if not NUMBER.fullmatch(raw):
+        raise RegistryError(400, "UNSUPPORTED", f"invalid number of results requested: {raw!r}", {"n": raw})
+    return min(int(raw), ceiling)
 
 
 async def _body(request: Request) -> AsyncIterator[bytes]:
@@ -156,12 +217,11 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
 
 
 def _upload_headers(name: str, upload: uploads.Upload) -> dict[str, str]:
-    end = upload.size - 1 if upload.size > 0 else 0
+    """Where an upload is and how far it got: Range is "0-<last byte>", "0-0" before any byte."""
     return {
         "Location": f"/v2/{name}/blobs/uploads/{upload.id}",
-        "Range": f"0-{end}",
+        "Range": f"0-{max(upload.size - 1, 0)}",
         "Docker-Upload-UUID": upload.id,
-        "Content-Length": "0",
     }
 
 
@@ -169,13 +229,134 @@ def _link(path: str, params: dict[str, str]) -> str:
     return f'<{path}?{urlencode(params)}>; rel="next"'
 
 
-def _page_size(request: Request) -> int | None:
-    raw = request.query_params.get("n")
-    if raw is None:
+class _BlobFile(FileResponse):
+    """A blob from local disk. Servers with `http.response.pathsend` (granian) send the file
+    themselves; on others Starlette reads it in a thread chunk by chunk, and a bigger chunk than
+    its 64 KiB means a sixteenth of the thread hops (memory: one chunk per pull in flight)."""
+
+    chunk_size = 1024 * 1024
+
+
+def _blob_created(name: str, digest: str) -> Response:
+    headers = API_VERSION_HEADER | {
+        "Location": f"/v2/{name}/blobs/{digest}",
+        "Docker-Content-Digest": digest,
+        "Content-Length": "0",
+    }
+    return Response(status_code=201, headers=headers)
+
+
+def _content_range(request: Request) -> tuple[int, int] | None:
+    """The chunk's (first, last) byte from Content-Range; None without one. A range that cannot
+    be read, or that disagrees with Content-Length, is a RangeInvalid (416)."""
+    value = request.headers.get("content-range")
+    if value is None:
         return None
-    if not raw.isdigit():
-        raise RegistryError(400, "PAGINATION_NUMBER_INVALID", f"invalid number of results requested: {raw!r}")
-    return min(int(raw), 1000)
+    match = CONTENT_RANGE.fullmatch(value.strip())
+    if not match or int(match[2]) < int(match[1]):
+        raise RangeInvalid(f"invalid Content-Range {value!r}: expected <first byte>-<last byte>")
+    first, last = int(match[1]), int(match[2])
+    length = _content_length(request)
+    if length is not None and last - first + 1 != length:
+        raise RangeInvalid(f"Content-Range {value!r} spans {last - first + 1} bytes, Content-Length says {length}")
+    return first, last
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length", "").strip()
+    return int(value) if NUMBER.fullmatch(value) else None
+
+
+def _requested_range(request: Request, size: int) -> tuple[int, int] | None:
+    """The (first, last) byte a blob GET asks for; None for the whole blob. Ranges this registry
+    does not serve (several at once, other units, malformed) are ignored, as RFC 9110 allows."""
+    value = request.headers.get("range")
+    if value is None:
+        return None
+    match = BYTE_RANGE.fullmatch(value.strip())
+    if not match or not (match[1] or match[2]):
+        return None
+    if not match[1]:
+        suffix = int(match[2])
+        if suffix == 0 or size == 0:
+            raise _unsatisfiable(value, size)
+        return max(size - suffix, 0), size - 1
+    first = int(match[1])
+    last = int(match[2]) if match[2] else size - 1
+    if first >= size or last < first:
+        raise _unsatisfiable(value, size)
+    return first, min(last, size - 1)
+
+
+def _unsatisfiable(value: str, size: int) -> RegistryError:
+    return RegistryError(
+        416,
+        "SIZE_INVALID",
+        f"the range {value!r} is not satisfiable: the blob has {size} bytes",
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+def _manifest_kind(media_type: str) -> str:
+    return {
+        OCI_INDEX: "OCI index",
+        OCI_MANIFEST: "OCI manifest",
+        DOCKER_MANIFEST_LIST: "Docker manifest list",
+        DOCKER_MANIFEST: "Docker manifest",
+    }.get(media_type, "manifest")
+
+
+def _acceptable(image: images.StoredImage, accept: list[str], by_digest: bool) -> bool:
+    """Whether the stored manifest can be served as it is to a client that sent `accept`.
+
+    As CNCF distribution: no Accept header takes anything; a Docker schema 2 manifest is served
+    to every client; a Docker manifest list asked for by digest is served as it is."""
+    if not any(value.strip() for value in accept):
+        return True
+    if image.media_type == DOCKER_MANIFEST:
+        return True
+    if image.media_type == DOCKER_MANIFEST_LIST and by_digest:
+        return True
+    return accepts(image.media_type, accept)
+
+
+def _default_platform_child(image: images.StoredImage) -> str | None:
+    """The linux/amd64 entry of a manifest list: what distribution gives a client that knows no lists."""
+    for entry in json.loads(image.manifest).get("manifests") or []:
+        platform = entry.get("platform") or {}
+        if all(platform.get(key) == value for key, value in DEFAULT_PLATFORM.items()):
+            return entry.get("digest")
+    return None
+
+
+def _not_acceptable(reference: str, image: images.StoredImage, accept: list[str]) -> RegistryError:
+    kind = _manifest_kind(image.media_type)
+    return RegistryError(
+        404,
+        "MANIFEST_UNKNOWN",
+        f"{kind} found for {reference}, but the Accept header ({', '.join(accept)}) does not allow "
+        f"{image.media_type}: add it to Accept to pull this manifest",
+        {"mediaType": image.media_type, "accept": accept},
+    )
+
+
+def _etag_matches(request: Request, digest: str) -> bool:
+    wanted = request.headers.get("if-none-match")
+    if not wanted:
+        return False
+    return any(tag.strip() in (digest, f'"{digest}"', "*") for tag in wanted.split(","))
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    length = _content_length(request)
+    if length is not None and length > limit:
+        raise RegistryError(413, "SIZE_INVALID", f"manifest exceeds the {limit} byte limit")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise RegistryError(413, "SIZE_INVALID", f"manifest exceeds the {limit} byte limit")
+    return bytes(data)
 
 
 class RegistryDoor:
@@ -183,25 +364,23 @@ class RegistryDoor:
         self.svc = svc
 
     def routes(self) -> list[Route]:
-        def route(path: str, handler: Callable[..., Awaitable[Response]], methods: list[str]) -> Route:
-            return Route(path, self._wrap(handler), methods=methods)
+        def route(path: str, handler: Handler) -> Route:
+            return Route(path, self._wrap(handler), methods=ALL_METHODS)
 
         return [
-            route("/v2/", self.base, ["GET", "HEAD"]),
-            route("/v2/_catalog", self.catalog, ["GET"]),
-            route("/v2/{name:path}/tags/list", self.tags_list, ["GET"]),
-            route("/v2/{name:path}/manifests/{reference}", self.manifest, ["GET", "HEAD", "PUT", "DELETE"]),
-            route("/v2/{name:path}/referrers/{digest}", self.referrers, ["GET"]),
-            route("/v2/{name:path}/blobs/uploads/", self.start_upload, ["POST"]),
-            route(
-                "/v2/{name:path}/blobs/uploads/{upload_id}", self.upload, ["GET", "PATCH", "PUT", "DELETE"]
-            ),
-            route("/v2/{name:path}/blobs/{digest}", self.blob, ["GET", "HEAD", "DELETE"]),
+            route("/v2", self.base),
+            route("/v2/", self.base),
+            route("/v2/_catalog", self.catalog),
+            route("/v2/{name:path}/tags/list", self.tags_list),
+            route("/v2/{name:path}/manifests/{reference}", self.manifest),
+            route("/v2/{name:path}/referrers/{digest}", self.referrers),
+            route("/v2/{name:path}/blobs/uploads/", self.start_upload),
+            route("/v2/{name:path}/blobs/uploads/{upload_id}", self.upload),
+            route("/v2/{name:path}/blobs/{digest}", self.blob),
+            route("/v2/{path:path}", self.unknown),
         ]
 
-    def _wrap(
-        self, handler: Callable[[Request, Caller, str], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def _wrap(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
                 caller, account = await authenticate(self.svc, request)
@@ -213,46 +392,51 @@ class RegistryDoor:
 
         return endpoint
 
+    async def unknown(self, request: Request, caller: Caller, account: str) -> Response:
+        raise RegistryError(404, "UNSUPPORTED", f"no such endpoint: {request.url.path}")
+
     async def base(self, request: Request, caller: Caller, account: str) -> Response:
+        _allow(request, "GET")
         return Response("{}", 200, headers=API_VERSION_HEADER, media_type="application/json")
 
     async def catalog(self, request: Request, caller: Caller, account: str) -> Response:
-        limit = _page_size(request)
+        _allow(request, "GET")
+        limit = _page_size(request, MAX_CATALOG_PAGE)
         last = request.query_params.get("last")
         names: list[str] = []
-        token = None
-        if last:
-            token = encode_token(last)
-        wanted = limit if limit is not None else 1000
+        token = encode_token(last) if last else None
+        wanted = limit if limit is not None else MAX_CATALOG_PAGE
         while len(names) < wanted:
             page = await repositories.describe_repositories(
-                self.svc, caller, account, max_results=min(1000, wanted - len(names)), next_token=token
+                self.svc, caller, account, max_results=min(MAX_CATALOG_PAGE, wanted - len(names)), next_token=token
             )
             names.extend(r["repositoryName"] for r in page["repositories"])
             token = page.get("nextToken")
             if not token:
                 break
         headers = dict(API_VERSION_HEADER)
-        if token and limit is not None and names:
+        if token and limit and names:
             headers["Link"] = _link("/v2/_catalog", {"n": str(limit), "last": names[-1]})
-        return Response(
-            json.dumps({"repositories": names}), 200, headers=headers, media_type="application/json"
-        )
+        return Response(json.dumps({"repositories": names}), 200, headers=headers, media_type="application/json")
 
     async def tags_list(self, request: Request, caller: Caller, account: str) -> Response:
+        _allow(request, "GET")
         name = _name(request)
-        limit = _page_size(request)
+        limit = _page_size(request, MAX_PAGE)
         last = request.query_params.get("last")
+        # One more than asked tells whether a next page exists (and so whether to send Link).
         fetch = None if limit is None else limit + 1
         repo, names = await images.list_tags(self.svc, caller, account, name, fetch, last)
         headers = dict(API_VERSION_HEADER)
         if limit is not None and len(names) > limit:
             names = names[:limit]
-            headers["Link"] = _link(f"/v2/{name}/tags/list", {"n": str(limit), "last": names[-1]})
+            if names:  # n=0 answers an empty list and no Link
+                headers["Link"] = _link(f"/v2/{name}/tags/list", {"n": str(limit), "last": names[-1]})
         body = json.dumps({"name": repo.name, "tags": names})
         return Response(body, 200, headers=headers, media_type="application/json")
 
     async def manifest(self, request: Request, caller: Caller, account: str) -> Response:
+        _allow(request, "GET", "PUT", "DELETE")
         name = _name(request)
         reference = _reference(request)
         if request.method in ("GET", "HEAD"):
@@ -265,17 +449,30 @@ class RegistryDoor:
     async def _get_manifest(
         self, request: Request, caller: Caller, account: str, name: str, reference: str
     ) -> Response:
-        _, image = await images.get_manifest(
-            self.svc, caller, account, name, reference, record_pull=request.method == "GET"
-        )
-        headers = API_VERSION_HEADER | {
-            "Docker-Content-Digest": image.digest,
-            "ETag": f'"{image.digest}"',
-            "Content-Length": str(len(image.manifest)),
-        }
-        if request.method == "HEAD":
-            return Response(status_code=200, headers=headers, media_type=image.media_type)
-        return Response(image.manifest, 200, headers=headers, media_type=image.media_type)
+        _, image = await images.get_manifest(self.svc, caller, account, name, reference, record_pull=False)
+        image = await self._negotiate(request, caller, account, name, reference, image)
+        headers = API_VERSION_HEADER | {"Docker-Content-Digest": image.digest, "ETag": f'"{image.digest}"'}
+        if _etag_matches(request, image.digest):
+            return Response(status_code=304, headers=headers)
+        if request.method == "GET":
+            await images.record_pull_time(self.svc, image)
+        headers["Content-Length"] = str(len(image.manifest))
+        body = image.manifest if request.method == "GET" else None
+        return Response(body, 200, headers=headers, media_type=image.media_type)
+
+    async def _negotiate(
+        self, request: Request, caller: Caller, account: str, name: str, reference: str, image: images.StoredImage
+    ) -> images.StoredImage:
+        """The manifest to answer with, given what the client's Accept header allows."""
+        accept = request.headers.getlist("accept")
+        if _acceptable(image, accept, is_digest(reference)):
+            return image
+        if image.media_type == DOCKER_MANIFEST_LIST and accepts(DOCKER_MANIFEST, accept):
+            child = _default_platform_child(image)
+            if child is not None:
+                _, served = await images.get_manifest(self.svc, caller, account, name, child, record_pull=False)
+                return served
+        raise _not_acceptable(reference, image, accept)
 
     async def _put_manifest(
         self, request: Request, caller: Caller, account: str, name: str, reference: str
@@ -284,14 +481,9 @@ class RegistryDoor:
         content_type = request.headers.get("content-type")
         digest = reference if is_digest(reference) else None
         tag = None if digest else reference
-        try:
-            _, manifest = await images.put_manifest(
-                self.svc, caller, account, name, data, content_type, tag=tag, digest=digest
-            )
-        except DockyardError as exc:
-            if type(exc).__name__ == "ImageDigestDoesNotMatchException":
-                raise RegistryError(400, "DIGEST_INVALID", exc.message) from exc
-            raise
+        _, manifest = await images.put_manifest(
+            self.svc, caller, account, name, data, content_type, tag=tag, digest=digest
+        )
         headers = API_VERSION_HEADER | {
             "Location": f"/v2/{name}/manifests/{manifest.digest}",
             "Docker-Content-Digest": manifest.digest,
@@ -302,9 +494,10 @@ class RegistryDoor:
         return Response(status_code=201, headers=headers)
 
     async def referrers(self, request: Request, caller: Caller, account: str) -> Response:
+        _allow(request, "GET")
         name = _name(request)
         digest = _digest(request.path_params["digest"])
-        artifact_type = request.query_params.get("artifactType")
+        artifact_type = request.query_params.get("artifactType") or None
         descriptors = await images.referrers(self.svc, caller, account, name, digest, artifact_type)
         headers = dict(API_VERSION_HEADER)
         if artifact_type:
@@ -313,25 +506,37 @@ class RegistryDoor:
         return Response(body, 200, headers=headers, media_type=OCI_INDEX)
 
     async def blob(self, request: Request, caller: Caller, account: str) -> Response:
+        _allow(request, "GET", "DELETE")
         name = _name(request)
         digest = _digest(request.path_params["digest"])
         if request.method == "DELETE":
             await blobs.unlink_blob(self.svc, caller, account, name, digest)
             return Response(status_code=202, headers=API_VERSION_HEADER)
-        action = (
-            "ecr:BatchCheckLayerAvailability" if request.method == "HEAD" else "ecr:GetDownloadUrlForLayer"
-        )
+        action = "ecr:BatchCheckLayerAvailability" if request.method == "HEAD" else "ecr:GetDownloadUrlForLayer"
         _, size = await blobs.stat_blob(self.svc, caller, account, name, digest, action)
-        headers = API_VERSION_HEADER | {"Docker-Content-Digest": digest, "Accept-Ranges": "bytes"}
+        headers = API_VERSION_HEADER | {
+            "Docker-Content-Digest": digest,
+            "Accept-Ranges": "bytes",
+            "ETag": f'"{digest}"',
+        }
         if request.method == "HEAD":
             return Response(
-                status_code=200,
-                headers=headers | {"Content-Length": str(size)},
+                status_code=200, headers=headers | {"Content-Length": str(size)}, media_type="application/octet-stream"
+            )
+        window = _requested_range(request, size)
+        if window is not None:
+            first, last = window
+            part = {"Content-Range": f"bytes {first}-{last}/{size}", "Content-Length": str(last - first + 1)}
+            return StreamingResponse(
+                self.svc.blobs.read(digest, first, last + 1),
+                206,
+                headers=headers | part,
                 media_type="application/octet-stream",
             )
         path = self.svc.blobs.local_path(digest)
-        if path is not None:
-            return FileResponse(path, headers=headers, media_type="application/octet-stream")
+        # FileResponse would answer a Range header itself; one we chose to ignore gets the whole blob.
+        if path is not None and "range" not in request.headers:
+            return _BlobFile(path, headers=headers, media_type="application/octet-stream")
         return StreamingResponse(
             self.svc.blobs.read(digest),
             headers=headers | {"Content-Length": str(size)},
@@ -339,74 +544,55 @@ class RegistryDoor:
         )
 
     async def start_upload(self, request: Request, caller: Caller, account: str) -> Response:
+        _allow(request, "POST")
         name = _name(request)
         params = request.query_params
+        digest = _digest(params["digest"]) if "digest" in params else None
         mount, source = params.get("mount"), params.get("from")
-        if mount and source:
-            digest = _digest(mount)
-            if repositories.valid_name(source):
-                size = await blobs.mount_blob(self.svc, caller, account, name, digest, source)
-                if size is not None:
-                    return _blob_created(name, digest)
+        # Only with `from`: this registry does not look for the blob in other repositories by itself.
+        # A mount that cannot happen (bad digest or name, no access, no such blob) is an upload.
+        if (
+            mount
+            and source
+            and _is_valid_digest(mount)
+            and repositories.valid_name(source)
+            and await blobs.mount_blob(self.svc, caller, account, name, mount, source) is not None
+        ):
+            return _blob_created(name, mount)
         upload = await uploads.start_upload(self.svc, caller, account, name)
-        if "digest" in params:
-            digest = _digest(params["digest"])
+        if digest is None:
+            return Response(status_code=202, headers=API_VERSION_HEADER | _upload_headers(name, upload))
+        try:
             await uploads.complete(self.svc, caller, account, name, upload.id, digest, _body(request))
-            return _blob_created(name, digest)
-        return Response(status_code=202, headers=API_VERSION_HEADER | _upload_headers(name, upload))
+        except DockyardError:
+            await uploads.cancel(self.svc, caller, account, name, upload.id)
+            raise
+        return _blob_created(name, digest)
 
     async def upload(self, request: Request, caller: Caller, account: str) -> Response:
+        _allow(request, "GET", "PATCH", "PUT", "DELETE")
         name = _name(request)
         upload_id = request.path_params["upload_id"]
-        if request.method == "GET":
-            upload = await uploads.find_upload(
-                self.svc, caller, account, name, upload_id, "ecr:UploadLayerPart"
-            )
+        if request.method in ("GET", "HEAD"):
+            upload = await uploads.find_upload(self.svc, caller, account, name, upload_id, "ecr:UploadLayerPart")
             return Response(status_code=204, headers=API_VERSION_HEADER | _upload_headers(name, upload))
         if request.method == "DELETE":
             await uploads.cancel(self.svc, caller, account, name, upload_id)
             return Response(status_code=204, headers=API_VERSION_HEADER)
-        if request.method == "PATCH":
-            start = _content_range_start(request)
-            upload = await uploads.append(
-                self.svc, caller, account, name, upload_id, _body(request), start=start
+        digest = _digest(request.query_params.get("digest")) if request.method == "PUT" else None
+        try:
+            span = _content_range(request)
+            first, last = span if span else (None, None)
+            if digest is None:
+                upload = await uploads.append(
+                    self.svc, caller, account, name, upload_id, _body(request), start=first, last_byte=last
+                )
+                return Response(status_code=202, headers=API_VERSION_HEADER | _upload_headers(name, upload))
+            await uploads.complete(
+                self.svc, caller, account, name, upload_id, digest, _body(request), start=first, last_byte=last
             )
-            return Response(status_code=202, headers=API_VERSION_HEADER | _upload_headers(name, upload))
-        digest = _digest(request.query_params.get("digest"))
-        await uploads.complete(self.svc, caller, account, name, upload_id, digest, _body(request))
+        except RangeInvalid as exc:
+            # The spec's 416 says where the upload stands, so the client can go on from there.
+            upload = await uploads.find_upload(self.svc, caller, account, name, upload_id, "ecr:UploadLayerPart")
+            raise RegistryError(416, "BLOB_UPLOAD_INVALID", exc.message, headers=_upload_headers(name, upload)) from exc
         return _blob_created(name, digest)
-
-
-def _blob_created(name: str, digest: str) -> Response:
-    headers = API_VERSION_HEADER | {
-        "Location": f"/v2/{name}/blobs/{digest}",
-        "Docker-Content-Digest": digest,
-        "Content-Length": "0",
-    }
-    return Response(status_code=201, headers=headers)
-
-
-def _content_range_start(request: Request) -> int | None:
-    """Where a PATCH says its chunk starts ("start-end", as the distribution spec writes it)."""
-    value = request.headers.get("content-range")
-    if value is None:
-        return None
-    match = re.fullmatch(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?", value.strip())
-    if not match or int(match[2]) < int(match[1]):
-        raise RegistryError(416, "BLOB_UPLOAD_INVALID", f"invalid Content-Range {value!r}")
-    length = request.headers.get("content-length")
-    if length is not None and int(match[2]) - int(match[1]) + 1 != int(length):
-        raise RegistryError(416, "BLOB_UPLOAD_INVALID", "Content-Range does not match Content-Length")
-    return int(match[1])
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise RegistryError(413, "SIZE_INVALID", f"manifest exceeds the {limit} byte limit")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise RegistryError(413, "SIZE_INVALID", f"manifest exceeds the {limit} byte limit")
-    return bytes(data)

@@ -10,14 +10,16 @@ import asyncio
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 # Big enough that hashing and writing run off the event loop in few hops, small enough that
 # memory stays flat whatever the blob size.
 BUFFER_SIZE = 1024 * 1024
+# How much of an upload is written between early writeback requests.
+FLUSH_EVERY = 16 * 1024 * 1024
 READ_SIZE = 256 * 1024
 
 
@@ -40,6 +42,16 @@ class _Hashing:
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """A file the store holds: a blob (named by its digest) or an upload's bytes (by upload id)."""
+
+    name: str
+    size: int
+    # Last status change (a rename into place counts): how garbage collection tells a fresh file.
+    changed_at: float
+
+
 class BlobStore(Protocol):
     async def start_upload(self, upload_id: str) -> None: ...
     async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int: ...
@@ -51,6 +63,8 @@ class BlobStore(Protocol):
     def local_path(self, digest: str) -> Path | None: ...
     async def delete(self, digest: str) -> None: ...
     async def ping(self) -> None: ...
+    def stored_blobs(self) -> Iterator[StoredFile]: ...
+    def stored_uploads(self) -> Iterator[StoredFile]: ...
 
 
 class FilesystemBlobStore:
@@ -175,31 +189,76 @@ class FilesystemBlobStore:
     async def delete(self, digest: str) -> None:
         self.blob_path(digest).unlink(missing_ok=True)
 
+    def stored_blobs(self) -> Iterator[StoredFile]:
+        for algorithm in _subdirectories(self._blobs):
+            for prefix in _subdirectories(algorithm):
+                for entry in _files(prefix):
+                    yield StoredFile(f"{algorithm.name}:{entry.name}", *_size_and_change(entry))
+
+    def stored_uploads(self) -> Iterator[StoredFile]:
+        for entry in _files(self._uploads):
+            yield StoredFile(entry.name, *_size_and_change(entry))
+
     def upload_ids(self) -> list[str]:
         return [p.name for p in self._uploads.iterdir() if not p.name.startswith("put-")]
 
 
-async def _copy(chunks: AsyncIterator[bytes], handle: object, offset: int, state: _Hashing | None) -> int:
+async def _copy(chunks: AsyncIterator[bytes], handle: BinaryIO, offset: int, state: _Hashing | None) -> int:
+    """Write and hash `chunks` in a thread while the next buffer arrives: one buffer in flight,
+    so memory stays at two buffers. Writeback to disk starts as the bytes come (`_Flusher`),
+    which leaves little for the fsync that makes the blob durable."""
     size = offset
     buffer: list[bytes] = []
     buffered = 0
-    async for chunk in chunks:
-        buffer.append(chunk)
-        buffered += len(chunk)
-        if buffered >= BUFFER_SIZE:
-            await asyncio.to_thread(_write, handle, b"".join(buffer), state)
-            size += buffered
-            buffer, buffered = [], 0
+    writing: asyncio.Future[None] | None = None
+    flusher = _Flusher(handle.fileno())
+    try:
+        async for chunk in chunks:
+            buffer.append(chunk)
+            buffered += len(chunk)
+            if buffered >= BUFFER_SIZE:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(_write, handle, buffer, state))
+                flusher.wrote(buffered)
+                size += buffered
+                buffer, buffered = [], 0
+    finally:
+        # Never leave a thread writing to a handle the caller is about to close.
+        if writing is not None:
+            await writing
+        await flusher.wait()
     if buffer:
-        await asyncio.to_thread(_write, handle, b"".join(buffer), state)
+        await asyncio.to_thread(_write, handle, buffer, state)
         size += buffered
     return size
 
 
-def _write(handle: object, data: bytes, state: _Hashing | None) -> None:
-    handle.write(data)  # type: ignore[attr-defined]
+class _Flusher:
+    """Starts writeback of what was written (fdatasync in a thread, one at a time, every
+    FLUSH_EVERY bytes) so the disk works while the upload is still arriving."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending = 0
+        self.task: asyncio.Future[None] | None = None
+
+    def wrote(self, count: int) -> None:
+        self.pending += count
+        if self.pending >= FLUSH_EVERY and (self.task is None or self.task.done()):
+            self.pending = 0
+            self.task = asyncio.ensure_future(asyncio.to_thread(os.fdatasync, self.fd))
+
+    async def wait(self) -> None:
+        if self.task is not None:
+            await self.task
+
+
+def _write(handle: BinaryIO, chunks: list[bytes], state: _Hashing | None) -> None:
+    handle.writelines(chunks)
     if state is not None:
-        state.hasher.update(data)
+        for chunk in chunks:
+            state.hasher.update(chunk)
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -213,6 +272,32 @@ def _hash_file(path: Path, algorithm: str) -> str:
         while data := handle.read(BUFFER_SIZE):
             hasher.update(data)
     return hasher.hexdigest()
+
+
+def _subdirectories(path: Path) -> Iterator[Path]:
+    try:
+        with os.scandir(path) as entries:
+            found = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    yield from found
+
+
+def _files(path: Path) -> Iterator[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as entries:
+            found = [e for e in entries if e.is_file(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    yield from found
+
+
+def _size_and_change(entry: os.DirEntry[str]) -> tuple[int, float]:
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return 0, 0.0
+    return info.st_size, max(info.st_ctime, info.st_mtime)
 
 
 def _fsync_dir(path: Path) -> None:

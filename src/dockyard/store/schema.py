@@ -52,6 +52,132 @@ access_keys = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# IAM identities. Names are unique per account whatever their case, as in IAM: name_key is the
+# lower-cased name. unique_id is IAM's AIDA.../AGPA.../AROA.../ANPA... identifier.
+iam_users = Table(
+    "iam_users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), ForeignKey("accounts.account_id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("name_key", String(64), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("unique_id", String(32), nullable=False, unique=True),
+    Column("tags", Text),  # JSON list of {"Key", "Value"}
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("account_id", "name_key", name="uq_iam_users_name"),
+)
+
+iam_groups = Table(
+    "iam_groups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), ForeignKey("accounts.account_id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("name_key", String(128), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("unique_id", String(32), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("account_id", "name_key", name="uq_iam_groups_name"),
+)
+
+iam_group_members = Table(
+    "iam_group_members",
+    metadata,
+    Column("group_id", Integer, ForeignKey("iam_groups.id"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("iam_users.id"), primary_key=True),
+    Index("ix_iam_group_members_user", "user_id"),
+)
+
+iam_roles = Table(
+    "iam_roles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), ForeignKey("accounts.account_id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("name_key", String(64), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("unique_id", String(32), nullable=False, unique=True),
+    Column("trust_policy", Text, nullable=False),
+    Column("description", String(1000)),
+    Column("max_session_duration", Integer, nullable=False, default=3600),
+    Column("tags", Text),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("account_id", "name_key", name="uq_iam_roles_name"),
+)
+
+# Customer managed policies; AWS managed ones live in code (dockyard.policy.managed).
+iam_policies = Table(
+    "iam_policies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), ForeignKey("accounts.account_id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("name_key", String(128), nullable=False),
+    Column("path", String(512), nullable=False),
+    Column("arn", String(2048), nullable=False, unique=True),
+    Column("unique_id", String(32), nullable=False, unique=True),
+    Column("description", String(1000)),
+    Column("default_version", String(16), nullable=False),
+    Column("next_version", Integer, nullable=False),
+    Column("tags", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("account_id", "name_key", name="uq_iam_policies_name"),
+)
+
+iam_policy_versions = Table(
+    "iam_policy_versions",
+    metadata,
+    Column("policy_id", Integer, ForeignKey("iam_policies.id"), primary_key=True),
+    Column("version_id", String(16), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Managed policies (AWS or customer, by ARN) attached to a user, group or role.
+iam_attachments = Table(
+    "iam_attachments",
+    metadata,
+    Column("principal_kind", String(8), primary_key=True),  # user, group, role
+    Column("principal_id", Integer, primary_key=True),
+    Column("policy_arn", String(2048), primary_key=True),
+    # The principal's account: AttachmentCount of an AWS managed policy is counted per account.
+    Column("account_id", String(12), nullable=False),
+    Column("attached_at", Float, nullable=False),
+    Index("ix_iam_attachments_policy", "policy_arn", "account_id"),
+)
+
+iam_inline_policies = Table(
+    "iam_inline_policies",
+    metadata,
+    Column("principal_kind", String(8), primary_key=True),
+    Column("principal_id", Integer, primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("document", Text, nullable=False),
+)
+
+# Temporary credentials from STS (AssumeRole, GetSessionToken). Only a hash of the session token
+# is kept: the token is a bearer secret, and comparing hashes is all verification needs.
+sts_sessions = Table(
+    "sts_sessions",
+    metadata,
+    Column("access_key_id", String(128), primary_key=True),
+    Column("secret_access_key", String(128), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("account_id", String(12), ForeignKey("accounts.account_id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # assumed-role, session-token
+    # session-token: the user (NULL for the root user); assumed-role: the role and session name.
+    Column("user_name", String(64)),
+    Column("role_id", Integer),
+    Column("session_name", String(64)),
+    Column("session_policy", Text),
+    Column("source_arn", String(2048), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_sts_sessions_expires", "expires_at"),
+)
+
 repositories = Table(
     "repositories",
     metadata,
@@ -85,6 +211,31 @@ blobs = Table(
     Column("digest", String(160), primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("created_at", Float, nullable=False),
+    # When an upload last claimed this digest, before moving its bytes into place: garbage
+    # collection spares blobs claimed within its grace period (NULL: never since created_at).
+    Column("touched_at", Float),
+)
+
+# Lifecycle policy state per repository (the policy text itself is repositories.lifecycle_policy_text):
+# when the policy was last applied, and the latest StartLifecyclePolicyPreview's result.
+repository_lifecycle = Table(
+    "repository_lifecycle",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id"), primary_key=True),
+    Column("evaluated_at", Float),
+    Column("preview_policy_text", Text),
+    Column("preview_status", String(16)),
+    Column("preview_results", Text),  # JSON list of LifecyclePolicyPreviewResult
+    Column("preview_started_at", Float),
+)
+
+# Background jobs that must run on one node at a time (garbage collection, lifecycle) hold a lease.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", Float, nullable=False),
 )
 
 # A repository may serve a blob only once it was pushed or mounted into it.
@@ -129,7 +280,7 @@ tags = Table(
     "tags",
     metadata,
     Column("repository_id", Integer, ForeignKey("repositories.id"), primary_key=True),
-    Column("name", String(128), primary_key=True),
+    Column("name", String(300), primary_key=True),  # ECR tags are up to 300 characters
     Column("image_id", Integer, ForeignKey("images.id"), nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_tags_image", "image_id"),
@@ -146,4 +297,155 @@ uploads = Table(
     Column("last_part_size", BigInteger),
     Column("started_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+# One registry policy per registry (account and region), as PutRegistryPolicy stores it.
+registry_policies = Table(
+    "registry_policies",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("policy_text", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Repository creation templates: settings for repositories Dockyard creates on the caller's behalf
+# (create on push). List-valued settings are JSON text.
+creation_templates = Table(
+    "creation_templates",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("prefix", String(256), primary_key=True),
+    Column("description", String(256)),
+    Column("encryption_type", String(16), nullable=False, default="AES256"),
+    Column("kms_key", String(2048)),
+    Column("resource_tags", Text, nullable=False, default="[]"),
+    Column("image_tag_mutability", String(32), nullable=False, default="MUTABLE"),
+    Column("tag_mutability_exclusions", Text),
+    Column("repository_policy", Text),
+    Column("lifecycle_policy", Text),
+    Column("applied_for", Text, nullable=False),
+    Column("custom_role_arn", String(2048)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Image scanning (core/scans.py, workers/scans.py). One scan per image: the latest, whatever started
+# it; rows go with their image (ON DELETE CASCADE), so deleting images needs no knowledge of scans.
+image_scans = Table(
+    "image_scans",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("repository_id", Integer, nullable=False),
+    Column("status", String(32), nullable=False),  # IN_PROGRESS, COMPLETE, FAILED
+    Column("description", Text),
+    Column("trigger", String(16), nullable=False),  # MANUAL, SCAN_ON_PUSH, CONTINUOUS_SCAN
+    # When this scan was asked for: the once-per-24-hours quota counts from here.
+    Column("requested_at", Float, nullable=False),
+    # The node working on it, and when it last said so (a stale claim is taken over).
+    Column("claimed_by", String(64)),
+    Column("claimed_at", Float),
+    Column("completed_at", Float),
+    Column("source_updated_at", Float),
+    Column("severity_counts", Text),  # JSON {severity: count}
+    Column("inventory", Text),  # JSON: the OS and packages found, for re-matching and SBOMs
+    Index("ix_image_scans_status", "status"),
+    Index("ix_image_scans_repository", "repository_id"),
+)
+
+image_scan_findings = Table(
+    "image_scan_findings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("image_id", Integer, ForeignKey("image_scans.image_id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("description", Text),
+    Column("uri", String(2048)),
+    Column("package_name", String(512)),
+    Column("package_version", String(255)),
+    Column("attributes", Text),  # JSON [[key, value], ...]
+    Index("ix_image_scan_findings_image", "image_id", "position"),
+)
+
+# PutRegistryScanningConfiguration, per registry (account and region); rules are JSON.
+registry_scanning_configurations = Table(
+    "registry_scanning_configurations",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("scan_type", String(16), nullable=False),
+    Column("rules", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# The pull gate of a registry: refuse images whose latest scan found `severity` or worse.
+scan_gates = Table(
+    "scan_gates",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("severity", String(16), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+scan_gate_exemptions = Table(
+    "scan_gate_exemptions",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("digest", String(160), primary_key=True),
+    Column("reason", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+# The local vulnerability database, imported from OSV data (dockyard vulndb import).
+vulnerabilities = Table(
+    "vulnerabilities",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("modified", Float, nullable=False),
+    Column("published", Float),
+    Column("withdrawn", Float),
+    Column("summary", Text),
+    Column("details", Text),
+    Column("aliases", Text),  # JSON list
+    Column("upstream", Text),  # JSON list
+    Column("severity", String(16)),  # from the record's own ratings or CVSS
+    Column("cvss2_vector", String(255)),
+    Column("cvss2_score", String(8)),
+    Column("cvss3_vector", String(255)),
+    Column("cvss3_score", String(8)),
+    Column("uri", String(2048)),
+    Column("imported_at", Float, nullable=False),
+)
+
+vulnerability_packages = Table(
+    "vulnerability_packages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "vulnerability_id", String(255), ForeignKey("vulnerabilities.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("ecosystem", String(128), nullable=False),
+    Column("ecosystem_base", String(64), nullable=False),
+    Column("ecosystem_release", String(128), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("ranges", Text, nullable=False),  # JSON list of {"type", "events"}
+    Column("versions", Text, nullable=False),  # JSON list
+    Column("severity", String(16)),  # the distribution's rating for this package
+    Index("ix_vulnerability_packages_name", "ecosystem_base", "name"),
+    Index("ix_vulnerability_packages_vulnerability", "vulnerability_id"),
+)
+
+vulndb_imports = Table(
+    "vulndb_imports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", Text, nullable=False),
+    Column("imported_at", Float, nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),
 )

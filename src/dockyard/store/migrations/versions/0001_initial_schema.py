@@ -27,7 +27,15 @@ def upgrade() -> None:
         sa.Column("digest", sa.String(length=160), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("touched_at", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("digest"),
+    )
+    op.create_table(
+        "leases",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("holder", sa.String(length=128), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
     )
     op.create_table(
         "repositories",
@@ -45,6 +53,17 @@ def upgrade() -> None:
         sa.Column("lifecycle_policy_text", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("account_id", "region", "name", name="uq_repositories_name"),
+    )
+    op.create_table(
+        "repository_lifecycle",
+        sa.Column("repository_id", sa.Integer(), nullable=False),
+        sa.Column("evaluated_at", sa.Float(), nullable=True),
+        sa.Column("preview_policy_text", sa.Text(), nullable=True),
+        sa.Column("preview_status", sa.String(length=16), nullable=True),
+        sa.Column("preview_results", sa.Text(), nullable=True),
+        sa.Column("preview_started_at", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(["repository_id"], ["repositories.id"]),
+        sa.PrimaryKeyConstraint("repository_id"),
     )
     op.create_table(
         "server_values",
@@ -66,6 +85,134 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("access_key_id"),
     )
+
+    op.create_table(
+        "iam_users",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("account_id", sa.String(length=12), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("name_key", sa.String(length=64), nullable=False),
+        sa.Column("path", sa.String(length=512), nullable=False),
+        sa.Column("unique_id", sa.String(length=32), nullable=False),
+        sa.Column("tags", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.account_id"]),
+        sa.UniqueConstraint("account_id", "name_key", name="uq_iam_users_name"),
+        sa.UniqueConstraint("unique_id"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "iam_groups",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("account_id", sa.String(length=12), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("name_key", sa.String(length=128), nullable=False),
+        sa.Column("path", sa.String(length=512), nullable=False),
+        sa.Column("unique_id", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.account_id"]),
+        sa.UniqueConstraint("account_id", "name_key", name="uq_iam_groups_name"),
+        sa.UniqueConstraint("unique_id"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "iam_group_members",
+        sa.Column("group_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["group_id"], ["iam_groups.id"]),
+        sa.ForeignKeyConstraint(["user_id"], ["iam_users.id"]),
+        sa.PrimaryKeyConstraint("group_id", "user_id"),
+    )
+    with op.batch_alter_table("iam_group_members", schema=None) as batch_op:
+        batch_op.create_index("ix_iam_group_members_user", ["user_id"], unique=False)
+
+    op.create_table(
+        "iam_roles",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("account_id", sa.String(length=12), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("name_key", sa.String(length=64), nullable=False),
+        sa.Column("path", sa.String(length=512), nullable=False),
+        sa.Column("unique_id", sa.String(length=32), nullable=False),
+        sa.Column("trust_policy", sa.Text(), nullable=False),
+        sa.Column("description", sa.String(length=1000), nullable=True),
+        sa.Column("max_session_duration", sa.Integer(), nullable=False),
+        sa.Column("tags", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.account_id"]),
+        sa.UniqueConstraint("account_id", "name_key", name="uq_iam_roles_name"),
+        sa.UniqueConstraint("unique_id"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "iam_policies",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("account_id", sa.String(length=12), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("name_key", sa.String(length=128), nullable=False),
+        sa.Column("path", sa.String(length=512), nullable=False),
+        sa.Column("arn", sa.String(length=2048), nullable=False),
+        sa.Column("unique_id", sa.String(length=32), nullable=False),
+        sa.Column("description", sa.String(length=1000), nullable=True),
+        sa.Column("default_version", sa.String(length=16), nullable=False),
+        sa.Column("next_version", sa.Integer(), nullable=False),
+        sa.Column("tags", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.account_id"]),
+        sa.UniqueConstraint("account_id", "name_key", name="uq_iam_policies_name"),
+        sa.UniqueConstraint("arn"),
+        sa.UniqueConstraint("unique_id"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "iam_policy_versions",
+        sa.Column("policy_id", sa.Integer(), nullable=False),
+        sa.Column("version_id", sa.String(length=16), nullable=False),
+        sa.Column("document", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["policy_id"], ["iam_policies.id"]),
+        sa.PrimaryKeyConstraint("policy_id", "version_id"),
+    )
+    op.create_table(
+        "iam_attachments",
+        sa.Column("principal_kind", sa.String(length=8), nullable=False),
+        sa.Column("principal_id", sa.Integer(), nullable=False),
+        sa.Column("policy_arn", sa.String(length=2048), nullable=False),
+        sa.Column("account_id", sa.String(length=12), nullable=False),
+        sa.Column("attached_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("principal_kind", "principal_id", "policy_arn"),
+    )
+    with op.batch_alter_table("iam_attachments", schema=None) as batch_op:
+        batch_op.create_index("ix_iam_attachments_policy", ["policy_arn", "account_id"], unique=False)
+
+    op.create_table(
+        "iam_inline_policies",
+        sa.Column("principal_kind", sa.String(length=8), nullable=False),
+        sa.Column("principal_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("document", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("principal_kind", "principal_id", "name"),
+    )
+    op.create_table(
+        "sts_sessions",
+        sa.Column("access_key_id", sa.String(length=128), nullable=False),
+        sa.Column("secret_access_key", sa.String(length=128), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("account_id", sa.String(length=12), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("user_name", sa.String(length=64), nullable=True),
+        sa.Column("role_id", sa.Integer(), nullable=True),
+        sa.Column("session_name", sa.String(length=64), nullable=True),
+        sa.Column("session_policy", sa.Text(), nullable=True),
+        sa.Column("source_arn", sa.String(length=2048), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.account_id"]),
+        sa.PrimaryKeyConstraint("access_key_id"),
+    )
+    with op.batch_alter_table("sts_sessions", schema=None) as batch_op:
+        batch_op.create_index("ix_sts_sessions_expires", ["expires_at"], unique=False)
     op.create_table(
         "images",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -150,7 +297,7 @@ def upgrade() -> None:
     op.create_table(
         "tags",
         sa.Column("repository_id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("name", sa.String(length=300), nullable=False),
         sa.Column("image_id", sa.Integer(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -166,14 +313,169 @@ def upgrade() -> None:
     with op.batch_alter_table("tags", schema=None) as batch_op:
         batch_op.create_index("ix_tags_image", ["image_id"], unique=False)
 
+    op.create_table(
+        "registry_policies",
+        sa.Column("account_id", sa.String(length=12), nullable=False),
+        sa.Column("region", sa.String(length=32), nullable=False),
+        sa.Column("policy_text", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", "region"),
+    )
+    op.create_table(
+        "creation_templates",
+        sa.Column("account_id", sa.String(length=12), nullable=False),
+        sa.Column("region", sa.String(length=32), nullable=False),
+        sa.Column("prefix", sa.String(length=256), nullable=False),
+        sa.Column("description", sa.String(length=256), nullable=True),
+        sa.Column("encryption_type", sa.String(length=16), nullable=False),
+        sa.Column("kms_key", sa.String(length=2048), nullable=True),
+        sa.Column("resource_tags", sa.Text(), nullable=False),
+        sa.Column("image_tag_mutability", sa.String(length=32), nullable=False),
+        sa.Column("tag_mutability_exclusions", sa.Text(), nullable=True),
+        sa.Column("repository_policy", sa.Text(), nullable=True),
+        sa.Column("lifecycle_policy", sa.Text(), nullable=True),
+        sa.Column("applied_for", sa.Text(), nullable=False),
+        sa.Column("custom_role_arn", sa.String(length=2048), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", "region", "prefix"),
+    )
+
+    op.create_table(
+        "image_scans",
+        sa.Column("image_id", sa.Integer(), nullable=False),
+        sa.Column("repository_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("trigger", sa.String(length=16), nullable=False),
+        sa.Column("requested_at", sa.Float(), nullable=False),
+        sa.Column("claimed_by", sa.String(length=64), nullable=True),
+        sa.Column("claimed_at", sa.Float(), nullable=True),
+        sa.Column("completed_at", sa.Float(), nullable=True),
+        sa.Column("source_updated_at", sa.Float(), nullable=True),
+        sa.Column("severity_counts", sa.Text(), nullable=True),
+        sa.Column("inventory", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["image_id"], ["images.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("image_id"),
+    )
+    with op.batch_alter_table("image_scans", schema=None) as batch_op:
+        batch_op.create_index("ix_image_scans_status", ["status"], unique=False)
+        batch_op.create_index("ix_image_scans_repository", ["repository_id"], unique=False)
+    op.create_table(
+        "image_scan_findings",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("image_id", sa.Integer(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("uri", sa.String(length=2048), nullable=True),
+        sa.Column("package_name", sa.String(length=512), nullable=True),
+        sa.Column("package_version", sa.String(length=255), nullable=True),
+        sa.Column("attributes", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["image_id"], ["image_scans.image_id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("image_scan_findings", schema=None) as batch_op:
+        batch_op.create_index("ix_image_scan_findings_image", ["image_id", "position"], unique=False)
+    op.create_table(
+        "registry_scanning_configurations",
+        sa.Column("account_id", sa.String(length=12), nullable=False),
+        sa.Column("region", sa.String(length=32), nullable=False),
+        sa.Column("scan_type", sa.String(length=16), nullable=False),
+        sa.Column("rules", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", "region"),
+    )
+    op.create_table(
+        "scan_gates",
+        sa.Column("account_id", sa.String(length=12), nullable=False),
+        sa.Column("region", sa.String(length=32), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", "region"),
+    )
+    op.create_table(
+        "scan_gate_exemptions",
+        sa.Column("account_id", sa.String(length=12), nullable=False),
+        sa.Column("region", sa.String(length=32), nullable=False),
+        sa.Column("digest", sa.String(length=160), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", "region", "digest"),
+    )
+    op.create_table(
+        "vulnerabilities",
+        sa.Column("id", sa.String(length=255), nullable=False),
+        sa.Column("modified", sa.Float(), nullable=False),
+        sa.Column("published", sa.Float(), nullable=True),
+        sa.Column("withdrawn", sa.Float(), nullable=True),
+        sa.Column("summary", sa.Text(), nullable=True),
+        sa.Column("details", sa.Text(), nullable=True),
+        sa.Column("aliases", sa.Text(), nullable=True),
+        sa.Column("upstream", sa.Text(), nullable=True),
+        sa.Column("severity", sa.String(length=16), nullable=True),
+        sa.Column("cvss2_vector", sa.String(length=255), nullable=True),
+        sa.Column("cvss2_score", sa.String(length=8), nullable=True),
+        sa.Column("cvss3_vector", sa.String(length=255), nullable=True),
+        sa.Column("cvss3_score", sa.String(length=8), nullable=True),
+        sa.Column("uri", sa.String(length=2048), nullable=True),
+        sa.Column("imported_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "vulnerability_packages",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("vulnerability_id", sa.String(length=255), nullable=False),
+        sa.Column("ecosystem", sa.String(length=128), nullable=False),
+        sa.Column("ecosystem_base", sa.String(length=64), nullable=False),
+        sa.Column("ecosystem_release", sa.String(length=128), nullable=False),
+        sa.Column("name", sa.String(length=512), nullable=False),
+        sa.Column("ranges", sa.Text(), nullable=False),
+        sa.Column("versions", sa.Text(), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=True),
+        sa.ForeignKeyConstraint(["vulnerability_id"], ["vulnerabilities.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("vulnerability_packages", schema=None) as batch_op:
+        batch_op.create_index("ix_vulnerability_packages_name", ["ecosystem_base", "name"], unique=False)
+        batch_op.create_index("ix_vulnerability_packages_vulnerability", ["vulnerability_id"], unique=False)
+    op.create_table(
+        "vulndb_imports",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("source", sa.Text(), nullable=False),
+        sa.Column("imported_at", sa.Float(), nullable=False),
+        sa.Column("records", sa.Integer(), nullable=False),
+        sa.Column("skipped", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table("vulndb_imports")
+    with op.batch_alter_table("vulnerability_packages", schema=None) as batch_op:
+        batch_op.drop_index("ix_vulnerability_packages_vulnerability")
+        batch_op.drop_index("ix_vulnerability_packages_name")
+    op.drop_table("vulnerability_packages")
+    op.drop_table("vulnerabilities")
+    op.drop_table("scan_gate_exemptions")
+    op.drop_table("scan_gates")
+    op.drop_table("registry_scanning_configurations")
+    with op.batch_alter_table("image_scan_findings", schema=None) as batch_op:
+        batch_op.drop_index("ix_image_scan_findings_image")
+    op.drop_table("image_scan_findings")
+    with op.batch_alter_table("image_scans", schema=None) as batch_op:
+        batch_op.drop_index("ix_image_scans_repository")
+        batch_op.drop_index("ix_image_scans_status")
+    op.drop_table("image_scans")
     with op.batch_alter_table("tags", schema=None) as batch_op:
         batch_op.drop_index("ix_tags_image")
 
+    op.drop_table("creation_templates")
+    op.drop_table("registry_policies")
     op.drop_table("tags")
     with op.batch_alter_table("image_references", schema=None) as batch_op:
         batch_op.drop_index("ix_image_references_digest")
@@ -190,9 +492,29 @@ def downgrade() -> None:
         batch_op.drop_index("ix_images_pushed")
 
     op.drop_table("images")
+    with op.batch_alter_table("sts_sessions", schema=None) as batch_op:
+        batch_op.drop_index("ix_sts_sessions_expires")
+
+    op.drop_table("sts_sessions")
+    op.drop_table("iam_inline_policies")
+    with op.batch_alter_table("iam_attachments", schema=None) as batch_op:
+        batch_op.drop_index("ix_iam_attachments_policy")
+
+    op.drop_table("iam_attachments")
+    op.drop_table("iam_policy_versions")
+    op.drop_table("iam_policies")
+    op.drop_table("iam_roles")
+    with op.batch_alter_table("iam_group_members", schema=None) as batch_op:
+        batch_op.drop_index("ix_iam_group_members_user")
+
+    op.drop_table("iam_group_members")
+    op.drop_table("iam_groups")
+    op.drop_table("iam_users")
     op.drop_table("access_keys")
     op.drop_table("server_values")
+    op.drop_table("repository_lifecycle")
     op.drop_table("repositories")
+    op.drop_table("leases")
     op.drop_table("blobs")
     op.drop_table("accounts")
     # ### end Alembic commands ###

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of Dockyard and the CNCF reference registry: `python -m bench --help`."""

@@ -1,0 +1,339 @@
+"""CloudTrail events, shaped as CloudTrail records them (the seed's "Logging Amazon ECR API Calls By
+Using AWS CloudTrail"; the CloudTrail record contents reference).
+
+Secrets never enter an event: request parameters and response elements pass through `redact`,
+and read-only calls record no response elements at all (as CloudTrail does)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from dockyard.core.caller import Caller
+from dockyard.observe.classify import split_registry_path
+from dockyard.observe.context import RequestContext
+from dockyard.observe.logs import redact
+
+EVENT_VERSION = "1.08"
+ECR_SOURCE = "ecr.amazonaws.com"
+INTERNAL = "AWS Internal"
+READ_ONLY_PREFIXES = ("Get", "Describe", "List", "BatchGet", "BatchCheck", "Lookup", "Simulate")
+# STS hands out credentials without changing any resource: CloudTrail marks its calls read-only.
+READ_ONLY_SOURCES = frozenset({"sts.amazonaws.com"})
+_RESOURCE_TYPES = {
+    "repositoryName": ("AWS::ECR::Repository", "ecr"),
+    "userName": ("AWS::IAM::User", "iam"),
+    "roleName": ("AWS::IAM::Role", "iam"),
+    "groupName": ("AWS::IAM::Group", "iam"),
+    "policyArn": ("AWS::IAM::Policy", "iam"),
+}
+
+
+def is_read_only(operation: str, source: str = ECR_SOURCE) -> bool:
+    return source in READ_ONLY_SOURCES or operation.startswith(READ_ONLY_PREFIXES)
+
+
+def event_time(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def parse_event_time(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def _java_date(epoch: float) -> str:
+    """How CloudTrail prints ECR's timestamps inside response elements ("Mar 26, 2020 2:09:59 PM")."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    hour = moment.hour % 12 or 12
+    return f"{moment:%b} {moment.day}, {moment.year} {hour}:{moment:%M:%S} {'AM' if moment.hour < 12 else 'PM'}"
+
+
+def _plain(value: Any, key: str = "") -> Any:
+    """JSON-ready copy: timestamps (members named ...At, datetimes) as CloudTrail prints them."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v, str(k)) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return _java_date(value.timestamp())
+    if isinstance(value, float) and key.endswith("At"):
+        return _java_date(value)
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return value
+
+
+def user_identity(caller: Caller) -> dict[str, Any]:
+    identity: dict[str, Any] = {
+        "type": caller.type,
+        "principalId": caller.user_id,
+        "arn": caller.arn,
+        "accountId": caller.account_id,
+    }
+    if caller.access_key_id:
+        identity["accessKeyId"] = caller.access_key_id
+    if caller.type == "IAMUser" and caller.username:
+        identity["userName"] = caller.username
+    if caller.type == "AssumedRole" and caller.role_arn:
+        role_name = caller.role_arn.rpartition("/")[2]
+        identity["sessionContext"] = {
+            "sessionIssuer": {
+                "type": "Role",
+                "principalId": caller.user_id.partition(":")[0],
+                "arn": caller.role_arn,
+                "accountId": caller.account_id,
+                "userName": role_name,
+            },
+            "attributes": {"mfaAuthenticated": "false"},
+        }
+    return identity
+
+
+def username(event: dict[str, Any]) -> str | None:
+    """LookupEvents' Username: the IAM user name, "root", or an assumed role's session name."""
+    identity = event.get("userIdentity") or {}
+    kind = identity.get("type")
+    if kind == "Root":
+        return "root"
+    if kind == "IAMUser":
+        return identity.get("userName")
+    if kind == "AssumedRole":
+        return str(identity.get("arn", "")).rpartition("/")[2] or None
+    return identity.get("userName")
+
+
+def resources_for(params: dict[str, Any] | None, account_id: str, region: str) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = []
+    for key, value in (params or {}).items():
+        normal = key[:1].lower() + key[1:]
+        if normal not in _RESOURCE_TYPES or not isinstance(value, str):
+            continue
+        kind, service = _RESOURCE_TYPES[normal]
+        if normal == "policyArn":
+            arn = value
+        elif service == "ecr":
+            arn = f"arn:aws:ecr:{region}:{account_id}:repository/{value}"
+        else:
+            arn = f"arn:aws:iam::{account_id}:{normal[:-4]}/{value}"
+        found.append({"accountId": account_id, "type": kind, "ARN": arn})
+    return found
+
+
+def resource_name(resource: dict[str, Any]) -> str:
+    arn = str(resource.get("ARN", ""))
+    if ":repository/" in arn:
+        return arn.partition(":repository/")[2]
+    return arn.rpartition("/")[2] or arn
+
+
+def api_call_event(context: RequestContext) -> dict[str, Any] | None:
+    """The event for one API call or registry request; None when it is not audited (no caller)."""
+    caller = context.caller
+    if caller is None or not context.operation or not context.source:
+        return None
+    params = context.params if context.params is not None else _registry_parameters(context)
+    response = context.response if context.response is not None else _registry_response(context)
+    read_only = is_read_only(context.operation, context.source)
+    recipient = context.registry_id or caller.account_id
+    event: dict[str, Any] = {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": user_identity(caller),
+        "eventTime": event_time(context.received_at),
+        "eventSource": context.source,
+        "eventName": context.operation,
+        "awsRegion": caller.region,
+        "sourceIPAddress": caller.source_ip or INTERNAL,
+        "userAgent": caller.user_agent,
+    }
+    failed = context.status >= 400 or context.throttled
+    if failed:
+        event["errorCode"] = context.error_code or ("ThrottlingException" if context.throttled else str(context.status))
+        event["errorMessage"] = context.error_message or ""
+    event["requestParameters"] = redact(_plain(params)) if params else None
+    event["responseElements"] = redact(_plain(response)) if response and not read_only and not failed else None
+    event["requestID"] = context.request_id
+    event["eventID"] = str(uuid.uuid4())
+    event["readOnly"] = read_only
+    resources = resources_for(params, recipient, caller.region)
+    if resources:
+        event["resources"] = resources
+    event["eventType"] = "AwsApiCall"
+    event["managementEvent"] = True
+    event["recipientAccountId"] = recipient
+    event["eventCategory"] = "Management"
+    return event
+
+
+def _registry_parameters(context: RequestContext) -> dict[str, Any] | None:
+    if context.door != "registry":
+        return None
+    path = context.path
+    where = split_registry_path(path)
+    registry_id = context.registry_id or (context.caller.account_id if context.caller else "")
+    params: dict[str, Any] = {"registryId": registry_id}
+    if where.repository:
+        params["repositoryName"] = where.repository
+    operation = context.operation
+    if where.kind == "manifests":
+        key = "imageDigest" if where.reference.startswith("sha256:") or ":" in where.reference else "imageTag"
+        if operation == "PutImage":
+            params[key] = where.reference
+        else:
+            params["imageIds"] = [{key: where.reference}]
+    elif where.kind == "blobs":
+        if operation == "BatchCheckLayerAvailability":
+            params["layerDigests"] = [where.reference]
+        else:
+            params["layerDigest"] = where.reference
+    elif where.kind == "uploads" and where.reference:
+        params["uploadId"] = where.reference
+        if operation == "CompleteLayerUpload":
+            digest = parse_qs(context.query).get("digest")
+            if digest:
+                params["layerDigests"] = digest[:1]
+    return params
+
+
+def _registry_response(context: RequestContext) -> dict[str, Any] | None:
+    if context.door != "registry" or context.status >= 400:
+        return None
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in context.response_headers}
+    digest = headers.get("docker-content-digest")
+    where = split_registry_path(context.path)
+    base = {"registryId": context.registry_id or (context.caller.account_id if context.caller else "")}
+    base["repositoryName"] = where.repository
+    operation = context.operation
+    if operation == "PutImage":
+        image_id = {"imageDigest": digest}
+        if not (where.reference.startswith("sha256:") or ":" in where.reference):
+            image_id["imageTag"] = where.reference
+        return {"image": base | {"imageId": image_id}}
+    if operation == "InitiateLayerUpload":
+        upload = headers.get("docker-upload-uuid")
+        return base | ({"uploadId": upload} if upload else {"layerDigest": digest})
+    if operation == "CompleteLayerUpload":
+        return base | {"uploadId": where.reference, "layerDigest": digest}
+    if operation == "UploadLayerPart":
+        return base | {"uploadId": where.reference}
+    if operation == "BatchDeleteImage":
+        return base | {
+            "imageIds": [{"imageDigest" if ":" in where.reference else "imageTag": where.reference}],
+            "failures": [],
+        }
+    return None
+
+
+def lifecycle_event(
+    account_id: str,
+    region: str,
+    repository: str,
+    rules: list[dict[str, Any]],
+    expired: list[dict[str, Any]],
+    evaluated_at: float,
+) -> dict[str, Any]:
+    """The PolicyExecutionEvent ECR records when a lifecycle policy expires images.
+
+    `rules` are the policy's rules; `expired` holds {"digest", "tags", "pushedAt", "rulePriority"}."""
+    event_rules = []
+    for rule in rules:
+        selection = rule["selection"]
+        event_rules.append(
+            {
+                "rulePriority": rule["rulePriority"],
+                "description": rule.get("description", ""),
+                "lifecycleEventSelection": {
+                    "tagStatus": selection["tagStatus"].capitalize(),
+                    "tagPrefixList": selection.get("tagPrefixList", []),
+                    "tagPatternList": selection.get("tagPatternList", []),
+                    "countType": "In Image Count"
+                    if selection["countType"] == "imageCountMoreThan"
+                    else "Since Image Pushed",
+                    "countNumber": selection["countNumber"],
+                    **({"countUnit": selection["countUnit"].capitalize()} if "countUnit" in selection else {}),
+                },
+                "action": rule["action"]["type"].upper(),
+            }
+        )
+    actions = [
+        {
+            "lifecycleEventImage": {
+                "digest": image["digest"],
+                "tagStatus": "Tagged" if image["tags"] else "Untagged",
+                "tagList": list(image["tags"]),
+                "pushedAt": int(image["pushedAt"] * 1000),
+            },
+            "rulePriority": image["rulePriority"],
+        }
+        for image in expired
+    ]
+    return {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": {"accountId": account_id, "invokedBy": INTERNAL},
+        "eventTime": event_time(evaluated_at),
+        "eventSource": ECR_SOURCE,
+        "eventName": "PolicyExecutionEvent",
+        "awsRegion": region,
+        "sourceIPAddress": INTERNAL,
+        "userAgent": INTERNAL,
+        "requestParameters": None,
+        "responseElements": None,
+        "eventID": str(uuid.uuid4()),
+        "readOnly": False,
+        "resources": [
+            {
+                "accountId": account_id,
+                "type": "AWS::ECR::Repository",
+                "ARN": f"arn:aws:ecr:{region}:{account_id}:repository/{repository}",
+            }
+        ],
+        "eventType": "AwsServiceEvent",
+        "managementEvent": True,
+        "recipientAccountId": account_id,
+        "serviceEventDetails": {
+            "repositoryName": repository,
+            "lifecycleEventPolicy": {"lifecycleEventRules": event_rules, "lastEvaluatedAt": 0, "policyVersion": 1},
+            "lifecycleEventImageActions": actions,
+        },
+        "eventCategory": "Management",
+    }
+
+
+def console_sign_in_event(
+    account_id: str,
+    region: str,
+    identity: dict[str, Any],
+    *,
+    success: bool,
+    source_ip: str,
+    user_agent: str,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """A ConsoleLogin event (for the console door): `identity` as `user_identity` builds it, or
+    {"type": "IAMUser", "accountId": ..., "userName": ...} for a failed attempt."""
+    event: dict[str, Any] = {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": identity,
+        "eventTime": event_time(time.time()),
+        "eventSource": "signin.amazonaws.com",
+        "eventName": "ConsoleLogin",
+        "awsRegion": region,
+        "sourceIPAddress": source_ip or INTERNAL,
+        "userAgent": user_agent,
+    }
+    if not success:
+        event["errorMessage"] = "Failed authentication"
+    event["requestParameters"] = None
+    event["responseElements"] = {"ConsoleLogin": "Success" if success else "Failure"}
+    event["additionalEventData"] = {"MobileVersion": "No", "MFAUsed": "No"}
+    if request_id:
+        event["requestID"] = request_id
+    event["eventID"] = str(uuid.uuid4())
+    event["readOnly"] = False
+    event["eventType"] = "AwsConsoleSignIn"
+    event["managementEvent"] = True
+    event["recipientAccountId"] = account_id
+    event["eventCategory"] = "Management"
+    return event

@@ -1,0 +1,117 @@
+"""Everything an operator needs from a running server, wired in one place for app.py: throttling,
+the audit trail and its CloudTrail door, background housekeeping, /healthz, /readyz and /metrics,
+and the middleware that ties requests to all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dockyard.audit.trail import AuditTrail
+from dockyard.core.gc import storage_report
+from dockyard.core.services import Services
+from dockyard.doors.cloudtrail import CloudTrailDoor
+from dockyard.observe import metrics
+from dockyard.observe.classify import CLOUDTRAIL_TARGET_PREFIX
+from dockyard.observe.middleware import ObserveMiddleware
+from dockyard.store import schema
+from dockyard.throttle import RateLimit, RateLimiter, TokenBuckets
+from dockyard.workers.housekeeping import Housekeeping
+
+__all__ = ["CLOUDTRAIL_TARGET_PREFIX", "Ops", "audit_trail", "rate_limiter"]
+READY_TIMEOUT = 5.0
+
+
+def rate_limiter(svc: Services) -> RateLimiter:
+    limits = {name: RateLimit(*values) for name, values in svc.settings.operations.rate_limits.items()}
+    return TokenBuckets(limits)
+
+
+def audit_trail(svc: Services) -> AuditTrail:
+    options = svc.settings.operations
+    return AuditTrail(
+        svc.settings.audit_dir,
+        max_file_bytes=options.audit_file_bytes,
+        retention_days=options.audit_retention_days,
+        flush_seconds=options.audit_flush_seconds,
+    )
+
+
+class Ops:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.limiter = rate_limiter(svc)
+        self.trail = audit_trail(svc)
+        self.cloudtrail = CloudTrailDoor(svc, self.trail)
+        self.housekeeping = Housekeeping(svc, self.trail)
+        self.middleware = ObserveMiddleware
+
+    def middleware_options(self) -> dict[str, Any]:
+        return {"limiter": self.limiter, "trail": self.trail}
+
+    def start(self) -> None:
+        self.trail.start()
+        self.housekeeping.start()
+        if getattr(schema, "image_scans", None) is not None:
+            metrics.register_queue_probe("scan", self._scan_queue)
+
+    async def stop(self) -> None:
+        await self.housekeeping.stop()
+        await asyncio.to_thread(self.trail.close)
+        metrics.mark_process_dead(os.getpid())
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", self.readyz, methods=["GET", "HEAD"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+        ]
+
+    async def healthz(self, request: Request) -> Response:
+        """Alive: the process answers. Nothing else is checked, so a slow database never gets it restarted."""
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Ready: the database answers a query, the blob store and the audit trail can be written."""
+        checks = {
+            "database": self.svc.db.ping(),
+            "storage": self.svc.blobs.ping(),
+            "audit": asyncio.to_thread(self._audit_writable),
+        }
+        results: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check, READY_TIMEOUT)
+                results[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with the reason
+                results[name] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        ready = all(value == "ok" for value in results.values())
+        body = {"status": "ok" if ready else "unavailable", "checks": results}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    def _audit_writable(self) -> None:
+        directory = self.trail.directory
+        directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK):
+            raise PermissionError(f"{directory} is not writable")
+
+    async def metrics(self, request: Request) -> Response:
+        if metrics.storage_is_stale():
+            report = await storage_report(self.svc)
+            per_repository = {(r.account_id, r.region, r.name): r.bytes for r in report.repositories}
+            metrics.set_storage(report.total_bytes, report.upload_sessions, per_repository)
+        await metrics.refresh_queues()
+        body, content_type = await asyncio.to_thread(metrics.exposition)
+        return Response(body, headers={"Content-Type": content_type})
+
+    async def _scan_queue(self) -> int:
+        scans = schema.image_scans  # type: ignore[attr-defined]
+        async with self.svc.db.read() as conn:
+            count = await conn.execute(select(func.count()).select_from(scans).where(scans.c.status == "IN_PROGRESS"))
+            return int(count.scalar_one())

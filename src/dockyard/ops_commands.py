@@ -1,0 +1,318 @@
+"""Operator commands and `dockyard serve`'s operations options.
+
+dockyard gc [--dry-run]              garbage collection, online (the server may keep running)
+dockyard lifecycle run [--dry-run]   apply every repository's lifecycle policy now
+dockyard storage                     bytes stored, in total and per repository"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dockyard.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Operations, Settings
+from dockyard.observe import logs
+from dockyard.throttle import limits_as_settings, parse_rate_limits
+
+METRICS_DIR = "metrics"
+
+
+def operations_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`dockyard serve`'s options for throttling, the audit trail, GC and lifecycle, handed to the
+    command as one `operations` argument."""
+    defaults = Operations()
+    options = [
+        click.option(
+            "--rate-limit",
+            "rate_limits",
+            multiple=True,
+            envvar="DOCKYARD_RATE_LIMITS",
+            help="OPERATION=RATE[:BURST] per account (e.g. BatchGetImage=2000:4000; '*' for every other "
+            "operation; OPERATION=off). Repeatable, or comma-separated in DOCKYARD_RATE_LIMITS. "
+            "Default: GetAuthorizationToken=1:50, nothing else limited.",
+        ),
+        click.option(
+            "--gc-interval",
+            type=float,
+            default=defaults.gc_interval_seconds,
+            envvar="DOCKYARD_GC_INTERVAL",
+            show_default=True,
+            help="Seconds between background garbage collections (0: only `dockyard gc`).",
+        ),
+        click.option(
+            "--gc-grace",
+            type=float,
+            default=defaults.gc_grace_seconds,
+            envvar="DOCKYARD_GC_GRACE",
+            show_default=True,
+            help="Seconds a new or re-used layer is safe from garbage collection.",
+        ),
+        click.option(
+            "--upload-expiry",
+            type=float,
+            default=defaults.upload_expiry_seconds,
+            envvar="DOCKYARD_UPLOAD_EXPIRY",
+            show_default=True,
+            help="Seconds an upload may sit idle before garbage collection removes it.",
+        ),
+        click.option(
+            "--lifecycle-interval",
+            type=float,
+            default=defaults.lifecycle_interval_seconds,
+            envvar="DOCKYARD_LIFECYCLE_INTERVAL",
+            show_default=True,
+            help="Seconds between applications of lifecycle policies (0: only `dockyard lifecycle run`).",
+        ),
+        click.option(
+            "--audit-retention-days",
+            type=float,
+            default=defaults.audit_retention_days,
+            envvar="DOCKYARD_AUDIT_RETENTION_DAYS",
+            show_default=True,
+            help="Days the audit trail keeps events (LookupEvents searches them).",
+        ),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        try:
+            limits = parse_rate_limits(kwargs.pop("rate_limits"))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--rate-limit") from None
+        kwargs["operations"] = Operations(
+            rate_limits=limits_as_settings(limits),
+            gc_interval_seconds=kwargs.pop("gc_interval"),
+            gc_grace_seconds=kwargs.pop("gc_grace"),
+            upload_expiry_seconds=kwargs.pop("upload_expiry"),
+            lifecycle_interval_seconds=kwargs.pop("lifecycle_interval"),
+            audit_retention_days=kwargs.pop("audit_retention_days"),
+            log_level=kwargs.get("log_level", defaults.log_level),
+        )
+        return command(**kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def prepare_runtime(settings: Settings, workers: int, log_level: str) -> dict[str, Any]:
+    """Before uvicorn starts: JSON logging, and with several workers a shared metrics directory
+    (emptied: counts from a previous run must not add up with this one's). Returns uvicorn's log config."""
+    try:
+        config = logs.logging_config(log_level)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--log-level") from None
+    logs.configure(log_level)
+    if workers > 1:
+        directory = settings.data_dir / METRICS_DIR
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return config
+
+
+def _settings(data_dir: Path, database_url: str | None, **operations: Any) -> Settings:
+    from dockyard.store.database import upgrade
+
+    settings = Settings(
+        data_dir=data_dir.resolve(),
+        database_url=database_url,
+        account_id=DEFAULT_ACCOUNT_ID,
+        region=DEFAULT_REGION,
+        operations=Operations(**operations),
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.sqlalchemy_url)
+    return settings
+
+
+def _data_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")(command)
+    command = click.option("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data dir)")(
+        command
+    )
+    return click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))(command)
+
+
+def _size(value: int) -> str:
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{value} B"
+
+
+@click.command()
+@_data_options
+@click.option("--dry-run", is_flag=True, help="Report what would be freed; change nothing.")
+@click.option(
+    "--grace", type=float, default=Operations().gc_grace_seconds, show_default=True, envvar="DOCKYARD_GC_GRACE"
+)
+@click.option(
+    "--upload-expiry",
+    type=float,
+    default=Operations().upload_expiry_seconds,
+    show_default=True,
+    envvar="DOCKYARD_UPLOAD_EXPIRY",
+)
+def gc(
+    data_dir: Path, database_url: str | None, as_json: bool, dry_run: bool, grace: float, upload_expiry: float
+) -> None:
+    """Remove blobs no image needs, stale layer links and abandoned uploads; safe while the server runs."""
+    from dockyard.core.gc import storage_report
+    from dockyard.core.services import Services
+    from dockyard.workers.housekeeping import run_gc
+
+    settings = _settings(data_dir, database_url, gc_grace_seconds=grace, upload_expiry_seconds=upload_expiry)
+
+    async def run() -> tuple[Any, Any]:
+        svc = Services.from_settings(settings)
+        try:
+            result = await run_gc(svc, dry_run=dry_run)
+            return result, await storage_report(svc)
+        finally:
+            await svc.close()
+
+    result, storage = asyncio.run(run())
+    if as_json:
+        click.echo(json.dumps(_gc_json(result, storage), indent=2))
+        return
+    verb = "Would free" if dry_run else "Freed"
+    click.echo(f"{verb} {_size(result.freed_bytes)} ({result.freed_bytes} bytes):")
+    click.echo(f"  blobs no image refers to:  {len(result.blobs)} ({_size(sum(s for _, s in result.blobs))})")
+    click.echo(f"  unused layer links:        {result.links}")
+    click.echo(f"  abandoned uploads:         {len(result.uploads)} ({_size(sum(s for _, s in result.uploads))})")
+    orphans = result.orphan_blob_files + result.orphan_upload_files
+    click.echo(f"  files without metadata:    {len(orphans)} ({_size(sum(s for _, s in orphans))})")
+    _echo_storage(storage)
+
+
+def _gc_json(result: Any, storage: Any) -> dict[str, Any]:
+    return {
+        "dryRun": result.dry_run,
+        "freedBytes": result.freed_bytes,
+        "blobs": [{"digest": d, "size": s} for d, s in result.blobs],
+        "layerLinks": result.links,
+        "uploads": [{"uploadId": u, "size": s} for u, s in result.uploads],
+        "orphanBlobFiles": [{"digest": d, "size": s} for d, s in result.orphan_blob_files],
+        "orphanUploadFiles": [{"name": n, "size": s} for n, s in result.orphan_upload_files],
+        "storage": _storage_json(storage),
+    }
+
+
+def _storage_json(storage: Any) -> dict[str, Any]:
+    return {
+        "totalBytes": storage.total_bytes,
+        "blobs": storage.blobs,
+        "uploadSessions": storage.upload_sessions,
+        "uploadBytes": storage.upload_bytes,
+        "repositories": [
+            {
+                "registryId": r.account_id,
+                "region": r.region,
+                "repositoryName": r.name,
+                "bytes": r.bytes,
+                "layers": r.layers,
+                "images": r.images,
+            }
+            for r in storage.repositories
+        ],
+    }
+
+
+def _echo_storage(storage: Any) -> None:
+    click.echo(
+        f"Storage used: {_size(storage.total_bytes)} in {storage.blobs} blobs; "
+        f"{storage.upload_sessions} uploads in progress ({_size(storage.upload_bytes)})"
+    )
+    if storage.repositories:
+        click.echo(f"  {'REGISTRY':<12}  {'REGION':<14}  {'REPOSITORY':<40}  {'IMAGES':>6}  {'LAYERS':>6}  BYTES")
+        for r in storage.repositories:
+            click.echo(f"  {r.account_id:<12}  {r.region:<14}  {r.name:<40}  {r.images:>6}  {r.layers:>6}  {r.bytes}")
+
+
+@click.command()
+@_data_options
+def storage(data_dir: Path, database_url: str | None, as_json: bool) -> None:
+    """Bytes stored, in total (each blob once) and per repository."""
+    from dockyard.core.gc import storage_report
+    from dockyard.core.services import Services
+
+    settings = _settings(data_dir, database_url)
+
+    async def run() -> Any:
+        svc = Services.from_settings(settings)
+        try:
+            return await storage_report(svc)
+        finally:
+            await svc.close()
+
+    report = asyncio.run(run())
+    if as_json:
+        click.echo(json.dumps(_storage_json(report), indent=2))
+    else:
+        _echo_storage(report)
+
+
+@click.group()
+def lifecycle() -> None:
+    """Lifecycle policies."""
+
+
+@lifecycle.command("run")
+@_data_options
+@click.option("--dry-run", is_flag=True, help="Report what would expire; change nothing.")
+def lifecycle_run(data_dir: Path, database_url: str | None, as_json: bool, dry_run: bool) -> None:
+    """Apply every repository's lifecycle policy now; expiries go to the audit trail."""
+    from dockyard.core.services import Services
+    from dockyard.ops import audit_trail
+    from dockyard.workers.housekeeping import run_lifecycle
+
+    settings = _settings(data_dir, database_url)
+
+    async def run() -> list[Any]:
+        svc = Services.from_settings(settings)
+        trail = None if dry_run else audit_trail(svc).start()
+        try:
+            return await run_lifecycle(svc, trail, dry_run=dry_run)
+        finally:
+            if trail is not None:
+                await asyncio.to_thread(trail.close)
+            await svc.close()
+
+    runs = asyncio.run(run())
+    if as_json:
+        report = [
+            {
+                "registryId": r.account_id,
+                "region": r.region,
+                "repositoryName": r.repository,
+                "expired": [
+                    {
+                        "imageDigest": e.image.digest,
+                        "imageTags": list(e.image.tags),
+                        "imagePushedAt": e.image.pushed_at,
+                        "appliedRulePriority": e.rule.priority,
+                    }
+                    for e in r.expired
+                ],
+            }
+            for r in runs
+        ]
+        click.echo(json.dumps({"dryRun": dry_run, "repositories": report}, indent=2))
+        return
+    verb = "would expire" if dry_run else "expired"
+    total = sum(len(r.expired) for r in runs)
+    click.echo(f"{len(runs)} repositories with a lifecycle policy; {total} images {verb}.")
+    for run_ in runs:
+        for expiry in run_.expired:
+            tags = ",".join(expiry.image.tags) or "<untagged>"
+            click.echo(f"  {run_.repository}  {expiry.image.digest}  {tags}  (rule {expiry.rule.priority})")

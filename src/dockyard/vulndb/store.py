@@ -1,0 +1,283 @@
+"""The local vulnerability database in the metadata store: importing OSV records, and the lookups
+matching needs. Nothing here reaches the network; data arrives only through `import_records`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dockyard.core.services import now
+from dockyard.store import schema
+from dockyard.store.database import Database
+from dockyard.vulndb.osv import Advisory, OsvError, parse_record
+
+vulns = schema.vulnerabilities
+packages = schema.vulnerability_packages
+imports = schema.vulndb_imports
+BATCH_SIZE = 500
+# Bound parameters per IN (...) list: well under SQLite's and PostgreSQL's limits.
+LOOKUP_CHUNK = 400
+
+
+@dataclass
+class ImportResult:
+    records: int = 0  # stored (new or newer than what was there)
+    unchanged: int = 0  # already stored at the same or a newer modification time
+    skipped: list[str] = field(default_factory=list)  # unreadable documents, with why
+
+
+def _documents(name: str, data: bytes) -> Iterator[tuple[str, Any]]:
+    """The records of one file: an OSV document, or a JSON list of them."""
+    try:
+        parsed = json.loads(data)
+    except ValueError as exc:
+        raise OsvError(f"{name}: not JSON: {exc}") from exc
+    if isinstance(parsed, list):
+        for i, item in enumerate(parsed):
+            yield f"{name}[{i}]", item
+    else:
+        yield name, parsed
+
+
+async def import_records(
+    db: Database,
+    source: str,
+    documents: Iterable[tuple[str, bytes]],
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Store the advisories of `documents`, replacing older versions of the same records, in batches
+    (each its own transaction, so a running registry keeps writing in between)."""
+    result = ImportResult()
+    batch: list[Advisory] = []
+    for name, data in documents:
+        try:
+            for where, record in _documents(name, data):
+                try:
+                    batch.append(parse_record(record))
+                except OsvError as exc:
+                    result.skipped.append(f"{where}: {exc}")
+        except OsvError as exc:
+            result.skipped.append(str(exc))
+        if progress is not None:
+            progress(1)
+        if len(batch) >= BATCH_SIZE:
+            await _store_batch(db, batch, result)
+            batch = []
+    if batch:
+        await _store_batch(db, batch, result)
+    async with db.write() as conn:
+        await conn.execute(
+            insert(imports).values(
+                source=source, imported_at=now(), records=result.records, skipped=len(result.skipped)
+            )
+        )
+    return result
+
+
+async def _store_batch(db: Database, batch: list[Advisory], result: ImportResult) -> None:
+    newest: dict[str, Advisory] = {}
+    for advisory in batch:
+        if advisory.id not in newest or advisory.modified >= newest[advisory.id].modified:
+            newest[advisory.id] = advisory
+    async with db.write() as conn:
+        stored = dict(
+            (await conn.execute(select(vulns.c.id, vulns.c.modified).where(vulns.c.id.in_(list(newest))))).all()
+        )
+        fresh = [a for a in newest.values() if a.id not in stored or a.modified >= stored[a.id]]
+        result.unchanged += len(batch) - len(fresh)
+        if not fresh:
+            return
+        ids = [a.id for a in fresh]
+        await conn.execute(delete(packages).where(packages.c.vulnerability_id.in_(ids)))
+        await conn.execute(delete(vulns).where(vulns.c.id.in_(ids)))
+        moment = now()
+        await conn.execute(insert(vulns), [_vulnerability_row(a, moment) for a in fresh])
+        rows = [_package_row(a, p) for a in fresh for p in a.affected]
+        if rows:
+            await conn.execute(insert(packages), rows)
+        result.records += len(fresh)
+
+
+def _vulnerability_row(advisory: Advisory, moment: float) -> dict[str, Any]:
+    cvss2, cvss3 = advisory.cvss2, advisory.cvss3
+    return {
+        "id": advisory.id,
+        "modified": advisory.modified,
+        "published": advisory.published,
+        "withdrawn": advisory.withdrawn,
+        "summary": advisory.summary,
+        "details": advisory.details,
+        "aliases": json.dumps(advisory.aliases),
+        "upstream": json.dumps(advisory.upstream),
+        "severity": advisory.severity,
+        "cvss2_vector": cvss2.vector if cvss2 else None,
+        "cvss2_score": str(cvss2.score) if cvss2 else None,
+        "cvss3_vector": cvss3.vector if cvss3 else None,
+        "cvss3_score": str(cvss3.score) if cvss3 else None,
+        "uri": advisory.uri,
+        "imported_at": moment,
+    }
+
+
+def _package_row(advisory: Advisory, affected: Any) -> dict[str, Any]:
+    return {
+        "vulnerability_id": advisory.id,
+        "ecosystem": affected.ecosystem,
+        "ecosystem_base": affected.base,
+        "ecosystem_release": affected.release,
+        "name": affected.name,
+        "ranges": json.dumps(affected.ranges),
+        "versions": json.dumps(affected.versions),
+        "severity": affected.severity,
+    }
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Vulnerability:
+    id: str
+    summary: str
+    details: str
+    related: tuple[str, ...]  # aliases, then upstream ids
+    severity: str | None
+    cvss2_vector: str | None
+    cvss2_score: str | None
+    cvss3_vector: str | None
+    cvss3_score: str | None
+    uri: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One affected-package entry of a vulnerability that may concern an installed package."""
+
+    vulnerability: Vulnerability
+    ecosystem_base: str
+    ecosystem_release: str
+    name: str
+    ranges: tuple[dict[str, Any], ...]
+    versions: tuple[str, ...]
+    severity: str | None
+
+
+def _vulnerability(row: Any) -> Vulnerability:
+    return Vulnerability(
+        id=row.id,
+        summary=row.summary or "",
+        details=row.details or "",
+        related=tuple(json.loads(row.aliases or "[]")) + tuple(json.loads(row.upstream or "[]")),
+        severity=row.severity,
+        cvss2_vector=row.cvss2_vector,
+        cvss2_score=row.cvss2_score,
+        cvss3_vector=row.cvss3_vector,
+        cvss3_score=row.cvss3_score,
+        uri=row.uri or "",
+    )
+
+
+_VULN_COLUMNS = (
+    vulns.c.id,
+    vulns.c.summary,
+    vulns.c.details,
+    vulns.c.aliases,
+    vulns.c.upstream,
+    vulns.c.severity,
+    vulns.c.cvss2_vector,
+    vulns.c.cvss2_score,
+    vulns.c.cvss3_vector,
+    vulns.c.cvss3_score,
+    vulns.c.uri,
+)
+
+
+async def candidates(conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[Candidate]]:
+    """Affected-package entries for (ecosystem, package name) pairs, withdrawn advisories left out."""
+    by_ecosystem: dict[str, set[str]] = {}
+    for ecosystem, name in keys:
+        by_ecosystem.setdefault(ecosystem, set()).add(name)
+    found: dict[tuple[str, str], list[Candidate]] = {}
+    for ecosystem, names in by_ecosystem.items():
+        ordered = sorted(names)
+        for start in range(0, len(ordered), LOOKUP_CHUNK):
+            query = (
+                select(
+                    *_VULN_COLUMNS,
+                    packages.c.ecosystem_base,
+                    packages.c.ecosystem_release,
+                    packages.c.name,
+                    packages.c.ranges,
+                    packages.c.versions,
+                    packages.c.severity.label("package_severity"),
+                )
+                .join(vulns, vulns.c.id == packages.c.vulnerability_id)
+                .where(
+                    packages.c.ecosystem_base == ecosystem,
+                    packages.c.name.in_(ordered[start : start + LOOKUP_CHUNK]),
+                    vulns.c.withdrawn.is_(None),
+                )
+                .order_by(packages.c.id)
+            )
+            for row in await conn.execute(query):
+                found.setdefault((row.ecosystem_base, row.name), []).append(
+                    Candidate(
+                        _vulnerability(row),
+                        row.ecosystem_base,
+                        row.ecosystem_release,
+                        row.name,
+                        tuple(json.loads(row.ranges)),
+                        tuple(json.loads(row.versions)),
+                        row.package_severity,
+                    )
+                )
+    return found
+
+
+async def vulnerabilities(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, Vulnerability]:
+    """Records by id (aliases and upstream records lend a severity or CVSS to those without)."""
+    wanted = sorted(set(ids))
+    found: dict[str, Vulnerability] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        rows = await conn.execute(select(*_VULN_COLUMNS).where(vulns.c.id.in_(wanted[start : start + LOOKUP_CHUNK])))
+        for row in rows:
+            found[row.id] = _vulnerability(row)
+    return found
+
+
+async def source_updated_at(conn: AsyncConnection) -> float | None:
+    """When the database last changed: ECR's vulnerabilitySourceUpdatedAt."""
+    return (await conn.execute(select(func.max(imports.c.imported_at)))).scalar()
+
+
+async def generation(conn: AsyncConnection) -> int:
+    """A number that grows with every import (continuous scanning re-matches when it does)."""
+    return int((await conn.execute(select(func.max(imports.c.id)))).scalar() or 0)
+
+
+@dataclass(frozen=True)
+class Status:
+    advisories: int
+    by_ecosystem: dict[str, int]
+    imports: list[dict[str, Any]]
+    updated_at: float | None
+
+
+async def status(db: Database, recent: int = 10) -> Status:
+    async with db.read() as conn:
+        total = (await conn.execute(select(func.count()).select_from(vulns))).scalar_one()
+        rows = await conn.execute(
+            select(packages.c.ecosystem_base, func.count(func.distinct(packages.c.vulnerability_id)))
+            .group_by(packages.c.ecosystem_base)
+            .order_by(packages.c.ecosystem_base)
+        )
+        by_ecosystem = {base: count for base, count in rows}
+        history = await conn.execute(select(imports).order_by(imports.c.id.desc()).limit(recent))
+        done = [dict(row._mapping) for row in history]
+        updated = await source_updated_at(conn)
+    return Status(total, by_ecosystem, done, updated)

@@ -1,0 +1,165 @@
+"""Background jobs of a running server: lifecycle policies and garbage collection, on a schedule.
+
+Each job runs on one process at a time, whatever the number of workers or nodes: a run first takes
+a lease (a row in `leases`) that outlives the run's expected length; the others skip that round.
+The same jobs run on demand from the command line (`dockyard lifecycle run`, `dockyard gc`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import delete, insert, select, update
+
+from dockyard.audit.events import lifecycle_event
+from dockyard.audit.trail import AuditTrail
+from dockyard.core import gc, lifecycle
+from dockyard.core.services import Services
+from dockyard.observe import metrics
+from dockyard.store import schema
+
+log = logging.getLogger("dockyard.housekeeping")
+leases = schema.leases
+HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def acquire_lease(svc: Services, name: str, seconds: float, holder: str = HOLDER) -> bool:
+    async with svc.db.write() as conn:
+        row = (await conn.execute(select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name))).first()
+        moment = time.time()
+        if row is None:
+            await conn.execute(insert(leases).values(name=name, holder=holder, expires_at=moment + seconds))
+            return True
+        if row.holder != holder and row.expires_at > moment:
+            return False
+        await conn.execute(
+            update(leases).where(leases.c.name == name).values(holder=holder, expires_at=moment + seconds)
+        )
+        return True
+
+
+async def release_lease(svc: Services, name: str, holder: str = HOLDER) -> None:
+    async with svc.db.write() as conn:
+        await conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
+
+
+async def run_lifecycle(svc: Services, trail: AuditTrail | None, *, dry_run: bool) -> list[lifecycle.RepositoryRun]:
+    """Apply every repository's lifecycle policy now; each expiry run becomes a PolicyExecutionEvent."""
+    runs = []
+    for repository_id in await lifecycle.policy_repositories(svc):
+        run = await lifecycle.apply_to_repository(svc, repository_id, dry_run=dry_run)
+        if run is None:
+            continue
+        runs.append(run)
+        if dry_run or not run.expired:
+            continue
+        metrics.LIFECYCLE_EXPIRED.inc(len(run.expired))
+        log.info(
+            "lifecycle policy expired %d images in %s",
+            len(run.expired),
+            run.repository,
+            extra={"fields": {"repository": run.repository, "account": run.account_id, "expired": len(run.expired)}},
+        )
+        if trail is not None:
+            expired = [
+                {
+                    "digest": e.image.digest,
+                    "tags": e.image.tags,
+                    "pushedAt": e.image.pushed_at,
+                    "rulePriority": e.rule.priority,
+                }
+                for e in run.expired
+            ]
+            rules = [r.document for r in run.policy.rules]
+            event = lifecycle_event(run.account_id, run.region, run.repository, rules, expired, time.time())
+            await trail.record_durably(event)
+    return runs
+
+
+async def run_gc(svc: Services, *, dry_run: bool) -> gc.Collection:
+    options = svc.settings.operations
+    result = await gc.collect(
+        svc,
+        dry_run=dry_run,
+        grace_seconds=options.gc_grace_seconds,
+        upload_expiry_seconds=options.upload_expiry_seconds,
+    )
+    if not dry_run:
+        metrics.GC_FREED_BYTES.inc(result.freed_bytes)
+        if result.freed_bytes or result.links:
+            log.info(
+                "garbage collection freed %d bytes",
+                result.freed_bytes,
+                extra={
+                    "fields": {
+                        "blobs": len(result.blobs),
+                        "links": result.links,
+                        "uploads": len(result.uploads),
+                        "orphan_files": len(result.orphan_blob_files) + len(result.orphan_upload_files),
+                        "freed_bytes": result.freed_bytes,
+                    }
+                },
+            )
+    return result
+
+
+class Housekeeping:
+    """The server's schedule: lifecycle every lifecycle_interval_seconds, GC every gc_interval_seconds
+    (0 turns a job off). `trigger(name)` runs a job at once (the next tick)."""
+
+    def __init__(self, svc: Services, trail: AuditTrail | None) -> None:
+        self.svc = svc
+        self.trail = trail
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake: dict[str, asyncio.Event] = {}
+
+    def start(self) -> None:
+        options = self.svc.settings.operations
+        jobs: dict[str, tuple[float, Callable[[], Awaitable[object]]]] = {
+            "lifecycle": (options.lifecycle_interval_seconds, self._lifecycle),
+            "gc": (options.gc_interval_seconds, self._gc),
+        }
+        for name, (interval, job) in jobs.items():
+            if interval > 0:
+                self._wake[name] = asyncio.Event()
+                self._tasks.append(asyncio.create_task(self._loop(name, interval, job), name=f"dockyard-{name}"))
+
+    def trigger(self, name: str) -> None:
+        if name in self._wake:
+            self._wake[name].set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _lifecycle(self) -> object:
+        return await run_lifecycle(self.svc, self.trail, dry_run=False)
+
+    async def _gc(self) -> object:
+        return await run_gc(self.svc, dry_run=False)
+
+    async def _loop(self, name: str, interval: float, job: Callable[[], Awaitable[object]]) -> None:
+        wake = self._wake[name]
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), interval)
+            wake.clear()
+            try:
+                # Held for most of an interval and not released: the other workers' ticks of this
+                # round find it taken. Overlapping runs would still be safe, only wasted.
+                if await acquire_lease(self.svc, name, interval * 0.9):
+                    await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a failed round is logged and retried next round
+                log.exception("the %s job failed", name)

@@ -1,0 +1,125 @@
+"""The background scan worker: started with the application, it takes waiting scans from the
+database one at a time, reads the image's layers in a child process (scanner/run.py), matches what
+it found, and stores the result; it also re-matches continuously scanned images after every import
+of the vulnerability database. Several nodes may run one each: claims are rows, renewed while a
+scan runs, so the scan of a node that died is taken over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+from dockyard.core import scans
+from dockyard.core.manifests import parse_manifest
+from dockyard.core.services import Services
+from dockyard.scanner.inventory import Inventory
+from dockyard.scanner.layers import PathLayer
+from dockyard.scanner.run import ScanFailed, inventory_in_process, inventory_in_thread
+
+log = logging.getLogger("dockyard.scans")
+
+TIMEOUT_ENV = "DOCKYARD_SCAN_TIMEOUT_SECONDS"
+DEFAULT_TIMEOUT = 3600.0
+POLL_INTERVAL = 0.5
+LEASE_SECONDS = 300.0
+# Layers a registry may legitimately not hold (Windows base layers and the like).
+_FOREIGN_MARKERS = ("foreign", "nondistributable")
+
+
+class ScanWorker:
+    def __init__(self, svc: Services, *, poll_interval: float = POLL_INTERVAL) -> None:
+        self.svc = svc
+        self.poll_interval = poll_interval
+        self.timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="dockyard-scan-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                busy = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad turn must not stop scanning for good
+                log.exception("scan worker turn failed")
+                busy = False
+            if not busy:
+                await asyncio.sleep(self.poll_interval)
+
+    async def run_once(self) -> bool:
+        """Do one piece of work, if there is any; True when something was done."""
+        job = await scans.claim_next(self.svc, self.node, LEASE_SECONDS)
+        if job is not None:
+            await self._scan(job)
+            return True
+        if await scans.vulndb_changed(self.svc):
+            await self._rematch_continuous()
+            return True
+        return False
+
+    async def _scan(self, job: scans.ScanJob) -> None:
+        renewing = asyncio.create_task(self._renew(job))
+        try:
+            inventory = await self._inventory(job)
+            found, updated = await scans.match_inventory(self.svc, inventory)
+            stored = await scans.complete_scan(self.svc, job, self.node, inventory, found, updated)
+            log.info(
+                "scanned %s@%s: %d packages, %d findings%s",
+                job.repository, job.digest, len(inventory.packages), len(found), "" if stored else " (discarded)",
+            )  # fmt: skip
+        except ScanFailed as exc:
+            log.warning("scan of %s@%s failed: %s", job.repository, job.digest, exc)
+            await scans.fail_scan(self.svc, job, self.node, f"ScanFailedError: {exc}")
+        except asyncio.CancelledError:
+            # Shutting down: hand the scan back at once rather than when the claim expires.
+            await scans.release_claim(self.svc, job, self.node)
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded as the scan's failure, not retried forever
+            log.exception("scan of %s@%s failed", job.repository, job.digest)
+            await scans.fail_scan(self.svc, job, self.node, f"ScanFailedError: internal error: {type(exc).__name__}")
+        finally:
+            renewing.cancel()
+
+    async def _renew(self, job: scans.ScanJob) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            await scans.renew_claim(self.svc, job, self.node)
+
+    async def _inventory(self, job: scans.ScanJob) -> Inventory:
+        manifest = parse_manifest(job.manifest, job.media_type)
+        local: list[PathLayer] = []
+        streamed: list[tuple[str, Callable[[], AsyncIterator[bytes]]]] = []
+        for layer in manifest.layers:
+            if await self.svc.blobs.size(layer.digest) is None:
+                if any(marker in layer.media_type for marker in _FOREIGN_MARKERS):
+                    continue
+                raise ScanFailed(f"layer {layer.digest} is missing from the registry's storage")
+            path = self.svc.blobs.local_path(layer.digest)
+            if path is not None:
+                local.append(PathLayer(layer.digest, str(path)))
+            streamed.append((layer.digest, lambda d=layer.digest: self.svc.blobs.read(d)))
+        if len(local) == len(streamed):
+            return await inventory_in_process(local, self.timeout)
+        return await inventory_in_thread(streamed, self.timeout)
+
+    async def _rematch_continuous(self) -> None:
+        targets = await scans.continuous_targets(self.svc)
+        for image_id, inventory in targets:
+            await scans.rematch(self.svc, image_id, inventory)
+        if targets:
+            log.info("vulnerability database changed: re-matched %d continuously scanned images", len(targets))

@@ -1,0 +1,61 @@
+"""The benchmark harness, run in its quick mode so it cannot rot: every scenario, real servers,
+no timing assertions (the figures themselves are for docs/benchmarks.md, not for the suite)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import ServerFactory, clean_environ
+
+pytest.importorskip("psutil", reason="the benchmark harness reads server memory with psutil")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_run_writes_a_report(dockyard_server_factory: ServerFactory, tmp_path: Path) -> None:
+    server = dockyard_server_factory()
+    output = tmp_path / "benchmarks.md"
+    targets = "dockyard,reference" if shutil.which("docker-registry") else "dockyard"
+    scenarios = "machine,blobs,concurrent,manifests,ecr,memory"
+    if shutil.which("skopeo"):
+        scenarios += ",skopeo"
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--quick",
+        "--targets",
+        targets,
+        "--scenarios",
+        scenarios,
+        "--dockyard-url",
+        server.url,
+        "--dockyard-access-key-id",
+        server.access_key_id,
+        "--dockyard-secret-access-key",
+        server.secret_access_key,
+        "--dockyard-region",
+        server.region,
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--output",
+        str(output),
+    ]
+    env = clean_environ() | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-6000:]
+
+    report = output.read_text()
+    assert "## What the machine allows" in report
+    for figure in ("Blob push, monolithic, 1 MiB", "Blob pull, 1 MiB", "Manifest GET by tag", "Manifest HEAD by tag"):
+        assert figure in report
+    if "skopeo" in scenarios:
+        assert "skopeo copy: push" in report
+    if targets.endswith("reference"):
+        assert "docker/distribution" in report

@@ -1,0 +1,157 @@
+"""The audit trail's files (durability, rotation, search, pages), token buckets and log scrubbing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from dockyard.audit.events import event_time
+from dockyard.audit.trail import AuditTrail, InvalidToken, Query
+from dockyard.observe.logs import REDACTED, redact, scrub
+from dockyard.throttle import RateLimit, TokenBuckets, parse_rate_limits
+
+ACCOUNT = "123456789012"
+
+
+def event(
+    n: int, name: str = "CreateRepository", when: float | None = None, account: str = ACCOUNT
+) -> dict[str, object]:
+    return {
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "Root", "accountId": account, "arn": f"arn:aws:iam::{account}:root"},
+        "eventTime": event_time(when if when is not None else time.time()),
+        "eventSource": "ecr.amazonaws.com",
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "requestParameters": {"repositoryName": f"repo{n}"},
+        "eventID": f"{n:08d}-0000-0000-0000-000000000000",
+        "readOnly": name.startswith("Describe"),
+        "resources": [{"type": "AWS::ECR::Repository", "ARN": f"arn:aws:ecr:us-east-1:{account}:repository/repo{n}"}],
+        "recipientAccountId": account,
+    }
+
+
+def test_durable_events_are_on_disk_when_recording_returns(tmp_path: Path) -> None:
+    trail = AuditTrail(tmp_path, flush_seconds=60).start()
+    try:
+        asyncio.run(trail.record_durably(event(1)))
+        lines = [json.loads(line) for f in trail.files() for line in f.read_text().splitlines()]
+        assert [e["eventID"] for e in lines] == [event(1)["eventID"]]
+        trail.record(event(2, "DescribeRepositories"))
+        trail.flush()
+        assert sum(len(f.read_text().splitlines()) for f in trail.files()) == 2
+    finally:
+        trail.close()
+
+
+def test_read_only_events_reach_the_disk_within_the_flush_interval(tmp_path: Path) -> None:
+    trail = AuditTrail(tmp_path, flush_seconds=0.2).start()
+    try:
+        trail.record(event(1, "DescribeRepositories"))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(f.read_text() for f in trail.files()):
+            time.sleep(0.05)
+        assert any(f.read_text() for f in trail.files())
+    finally:
+        trail.close()
+
+
+def test_files_rotate_past_their_size_and_search_spans_them(tmp_path: Path) -> None:
+    trail = AuditTrail(tmp_path, max_file_bytes=2000).start()
+    try:
+        for n in range(40):
+            trail.record(event(n))
+            trail.flush()
+        assert len(trail.files()) > 3
+        query = Query(ACCOUNT, "us-east-1", time.time() - 60, time.time() + 60, limit=7)
+        seen: list[str] = []
+        token = None
+        while True:
+            page, token = trail.lookup(Query(**{**query.__dict__, "next_token": token}))
+            assert len(page) <= 7
+            seen += [e["eventID"] for e in page]
+            if token is None:
+                break
+        assert sorted(seen) == sorted(str(event(n)["eventID"]) for n in range(40))
+        assert len(seen) == len(set(seen))
+    finally:
+        trail.close()
+
+
+def test_lookup_filters_by_attribute_time_and_account(tmp_path: Path) -> None:
+    trail = AuditTrail(tmp_path).start()
+    try:
+        old = time.time() - 3600
+        trail.record(event(1, "CreateRepository", when=old))
+        trail.record(event(2, "DeleteRepository"))
+        trail.record(event(3, "CreateRepository"))
+        trail.record(event(4, "CreateRepository", account="210987654321"))
+        trail.flush()
+        recent = Query(
+            ACCOUNT, "us-east-1", time.time() - 60, time.time() + 60, attribute=("EventName", "CreateRepository")
+        )
+        assert [e["eventID"] for e in trail.lookup(recent)[0]] == [event(3)["eventID"]]
+        by_resource = Query(ACCOUNT, "us-east-1", 0, time.time() + 60, attribute=("ResourceName", "repo1"))
+        assert [e["eventID"] for e in trail.lookup(by_resource)[0]] == [event(1)["eventID"]]
+        with pytest.raises(InvalidToken):
+            trail.lookup(Query(ACCOUNT, "us-east-1", 0, time.time(), next_token="not a token"))
+    finally:
+        trail.close()
+
+
+def test_old_files_are_removed_after_the_retention(tmp_path: Path) -> None:
+    stale = tmp_path / "20000101T000000Z-1-0001.jsonl"
+    stale.write_text(json.dumps(event(1)) + "\n")
+    old = time.time() - 10 * 86400
+    import os
+
+    os.utime(stale, (old, old))
+    trail = AuditTrail(tmp_path, retention_days=1).start()
+    trail.close()
+    assert not stale.exists()
+
+
+def test_token_buckets_allow_the_burst_then_the_rate() -> None:
+    clock = [0.0]
+    buckets = TokenBuckets({"GetAuthorizationToken": RateLimit(1, 50)}, clock=lambda: clock[0])
+    assert all(buckets.try_take(ACCOUNT, "GetAuthorizationToken") for _ in range(50))
+    assert not buckets.try_take(ACCOUNT, "GetAuthorizationToken")
+    assert buckets.try_take("210987654321", "GetAuthorizationToken"), "buckets are per account"
+    assert buckets.try_take(ACCOUNT, "DescribeRepositories"), "operations without a limit are not limited"
+    clock[0] += 1.0
+    assert buckets.try_take(ACCOUNT, "GetAuthorizationToken")
+    assert not buckets.try_take(ACCOUNT, "GetAuthorizationToken")
+
+
+def test_rate_limit_specs() -> None:
+    limits = parse_rate_limits(["BatchGetImage=2000:4000,PutImage=10", "GetAuthorizationToken=off", "*=100:200"])
+    assert limits["BatchGetImage"] == RateLimit(2000, 4000)
+    assert limits["PutImage"] == RateLimit(10, 10)
+    assert limits["*"] == RateLimit(100, 200)
+    assert "GetAuthorizationToken" not in limits
+    assert parse_rate_limits([]) == {"GetAuthorizationToken": RateLimit(1, 50)}
+    with pytest.raises(ValueError):
+        parse_rate_limits(["PutImage"])
+    with pytest.raises(ValueError):
+        parse_rate_limits(["PutImage=0"])
+
+
+def test_secrets_are_scrubbed_from_text_and_structures() -> None:
+    text = scrub("Authorization: Basic QVdTOnNlY3JldHRva2Vu and X-Amz-Security-Token=FQoGZXIvYXdzE password=hunter2")
+    assert "QVdTOnNlY3JldHRva2Vu" not in text and "FQoGZXIvYXdzE" not in text and "hunter2" not in text
+    document = redact(
+        {
+            "credentials": {"accessKeyId": "ASIAEXAMPLE", "secretAccessKey": "s3cr3t", "sessionToken": "tok"},
+            "authorizationData": [{"authorizationToken": "QVdT", "proxyEndpoint": "https://x"}],
+            "Password": "p",
+        }
+    )
+    assert document["credentials"]["accessKeyId"] == "ASIAEXAMPLE"
+    assert document["credentials"]["secretAccessKey"] == REDACTED
+    assert document["credentials"]["sessionToken"] == REDACTED
+    assert document["authorizationData"][0]["authorizationToken"] == REDACTED
+    assert document["Password"] == REDACTED
