@@ -40,6 +40,7 @@ def audit_trail(svc: Services) -> AuditTrail:
         max_file_bytes=options.audit_file_bytes,
         retention_days=options.audit_retention_days,
         flush_seconds=options.audit_flush_seconds,
+        durable=svc.settings.sync_writes,
     )
 
 

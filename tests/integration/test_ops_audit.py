@@ -195,3 +195,26 @@ def test_no_secret_reaches_an_event_or_a_log(dockyard_server_factory: ServerFact
     for line in logs.splitlines():
         if line.strip():
             json.loads(line)  # every log line is one JSON object
+
+
+def test_iam_and_sts_calls_are_events_without_their_secrets(dockyard_server_factory: ServerFactory) -> None:
+    server = dockyard_server_factory()
+    iam = Boto3Clients(server)("iam")
+    iam.create_user(UserName="auditor")
+    key = iam.create_access_key(UserName="auditor")["AccessKey"]
+    Boto3Clients(server)("sts").get_caller_identity()
+    trail = Boto3Clients(server)("cloudtrail")
+
+    def events(name: str) -> list[dict[str, Any]]:
+        found = trail.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": name}])
+        return [json.loads(e["CloudTrailEvent"]) for e in found["Events"]]
+
+    created = events("CreateAccessKey")[0]
+    assert created["eventSource"] == "iam.amazonaws.com"
+    assert created["requestParameters"] == {"userName": "auditor"}
+    assert created["responseElements"]["accessKey"]["accessKeyId"] == key["AccessKeyId"]
+    assert created["responseElements"]["accessKey"]["secretAccessKey"] == "HIDDEN_DUE_TO_SECURITY_REASONS"
+    assert key["SecretAccessKey"] not in all_text(sorted((server.data_dir / "audit").glob("*.jsonl")))
+    assert events("CreateUser")[0]["resources"][0]["type"] == "AWS::IAM::User"
+    identity = eventually(lambda: events("GetCallerIdentity"))
+    assert identity[0]["eventSource"] == "sts.amazonaws.com" and identity[0]["readOnly"] is True

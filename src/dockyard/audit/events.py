@@ -6,8 +6,8 @@ and read-only calls record no response elements at all (as CloudTrail does)."""
 
 from __future__ import annotations
 
+import functools
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 from dockyard.core.caller import Caller
 from dockyard.observe.classify import split_registry_path
 from dockyard.observe.context import RequestContext
+from dockyard.observe.ids import new_id
 from dockyard.observe.logs import redact
 
 EVENT_VERSION = "1.08"
@@ -23,6 +24,7 @@ INTERNAL = "AWS Internal"
 READ_ONLY_PREFIXES = ("Get", "Describe", "List", "BatchGet", "BatchCheck", "Lookup", "Simulate")
 # STS hands out credentials without changing any resource: CloudTrail marks its calls read-only.
 READ_ONLY_SOURCES = frozenset({"sts.amazonaws.com"})
+_QUERY_SOURCES = frozenset({"iam.amazonaws.com", "sts.amazonaws.com"})
 _RESOURCE_TYPES = {
     "repositoryName": ("AWS::ECR::Repository", "ecr"),
     "userName": ("AWS::IAM::User", "iam"),
@@ -51,12 +53,17 @@ def _java_date(epoch: float) -> str:
     return f"{moment:%b} {moment.day}, {moment.year} {hour}:{moment:%M:%S} {'AM' if moment.hour < 12 else 'PM'}"
 
 
-def _plain(value: Any, key: str = "") -> Any:
-    """JSON-ready copy: timestamps (members named ...At, datetimes) as CloudTrail prints them."""
+def _plain(value: Any, key: str = "", *, camel: bool = False) -> Any:
+    """JSON-ready copy: timestamps (members named ...At, datetimes) as CloudTrail prints them; with
+    `camel`, member names as CloudTrail writes the Query services' (UserName becomes userName)."""
     if isinstance(value, dict):
-        return {str(k): _plain(v, str(k)) for k, v in value.items() if v is not None}
+        return {
+            (str(k)[:1].lower() + str(k)[1:] if camel else str(k)): _plain(v, str(k), camel=camel)
+            for k, v in value.items()
+            if v is not None
+        }
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v, camel=camel) for v in value]
     if isinstance(value, datetime):
         return _java_date(value.timestamp())
     if isinstance(value, float) and key.endswith("At"):
@@ -67,25 +74,41 @@ def _plain(value: Any, key: str = "") -> Any:
 
 
 def user_identity(caller: Caller) -> dict[str, Any]:
-    identity: dict[str, Any] = {
-        "type": caller.type,
-        "principalId": caller.user_id,
-        "arn": caller.arn,
-        "accountId": caller.account_id,
-    }
-    if caller.access_key_id:
-        identity["accessKeyId"] = caller.access_key_id
-    if caller.type == "IAMUser" and caller.username:
-        identity["userName"] = caller.username
-    if caller.type == "AssumedRole" and caller.role_arn:
-        role_name = caller.role_arn.rpartition("/")[2]
+    """CloudTrail's userIdentity; shared between events (it is only ever serialised), built once per principal."""
+    return _identity(
+        caller.type,
+        caller.user_id,
+        caller.arn,
+        caller.account_id,
+        caller.access_key_id,
+        caller.username,
+        caller.role_arn,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _identity(
+    kind: str,
+    user_id: str,
+    arn: str,
+    account_id: str,
+    access_key_id: str | None,
+    name: str | None,
+    role_arn: str | None,
+) -> dict[str, Any]:
+    identity: dict[str, Any] = {"type": kind, "principalId": user_id, "arn": arn, "accountId": account_id}
+    if access_key_id:
+        identity["accessKeyId"] = access_key_id
+    if kind == "IAMUser" and name:
+        identity["userName"] = name
+    if kind == "AssumedRole" and role_arn:
         identity["sessionContext"] = {
             "sessionIssuer": {
                 "type": "Role",
-                "principalId": caller.user_id.partition(":")[0],
-                "arn": caller.role_arn,
-                "accountId": caller.account_id,
-                "userName": role_name,
+                "principalId": user_id.partition(":")[0],
+                "arn": role_arn,
+                "accountId": account_id,
+                "userName": role_arn.rpartition("/")[2],
             },
             "attributes": {"mfaAuthenticated": "false"},
         }
@@ -134,9 +157,15 @@ def api_call_event(context: RequestContext) -> dict[str, Any] | None:
     caller = context.caller
     if caller is None or not context.operation or not context.source:
         return None
-    params = context.params if context.params is not None else _registry_parameters(context)
-    response = context.response if context.response is not None else _registry_response(context)
     read_only = is_read_only(context.operation, context.source)
+    if context.params is not None:
+        camel = context.source in _QUERY_SOURCES
+        params = redact(_plain(context.params, camel=camel))
+        response = redact(_plain(context.response, camel=camel)) if context.response else None
+    else:
+        # The registry door's parameters come from the path and headers: nothing there to hide.
+        params = _registry_parameters(context)
+        response = None if read_only else _registry_response(context)
     recipient = context.registry_id or caller.account_id
     event: dict[str, Any] = {
         "eventVersion": EVENT_VERSION,
@@ -152,10 +181,10 @@ def api_call_event(context: RequestContext) -> dict[str, Any] | None:
     if failed:
         event["errorCode"] = context.error_code or ("ThrottlingException" if context.throttled else str(context.status))
         event["errorMessage"] = context.error_message or ""
-    event["requestParameters"] = redact(_plain(params)) if params else None
-    event["responseElements"] = redact(_plain(response)) if response and not read_only and not failed else None
+    event["requestParameters"] = params or None
+    event["responseElements"] = response if response and not read_only and not failed else None
     event["requestID"] = context.request_id
-    event["eventID"] = str(uuid.uuid4())
+    event["eventID"] = new_id()
     event["readOnly"] = read_only
     resources = resources_for(params, recipient, caller.region)
     if resources:
@@ -170,8 +199,7 @@ def api_call_event(context: RequestContext) -> dict[str, Any] | None:
 def _registry_parameters(context: RequestContext) -> dict[str, Any] | None:
     if context.door != "registry":
         return None
-    path = context.path
-    where = split_registry_path(path)
+    where = context.where or split_registry_path(context.path)
     registry_id = context.registry_id or (context.caller.account_id if context.caller else "")
     params: dict[str, Any] = {"registryId": registry_id}
     if where.repository:
@@ -202,7 +230,7 @@ def _registry_response(context: RequestContext) -> dict[str, Any] | None:
         return None
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in context.response_headers}
     digest = headers.get("docker-content-digest")
-    where = split_registry_path(context.path)
+    where = context.where or split_registry_path(context.path)
     base = {"registryId": context.registry_id or (context.caller.account_id if context.caller else "")}
     base["repositoryName"] = where.repository
     operation = context.operation
@@ -280,7 +308,7 @@ def lifecycle_event(
         "userAgent": INTERNAL,
         "requestParameters": None,
         "responseElements": None,
-        "eventID": str(uuid.uuid4()),
+        "eventID": new_id(),
         "readOnly": False,
         "resources": [
             {
@@ -330,7 +358,7 @@ def console_sign_in_event(
     event["additionalEventData"] = {"MobileVersion": "No", "MFAUsed": "No"}
     if request_id:
         event["requestID"] = request_id
-    event["eventID"] = str(uuid.uuid4())
+    event["eventID"] = new_id()
     event["readOnly"] = False
     event["eventType"] = "AwsConsoleSignIn"
     event["managementEvent"] = True

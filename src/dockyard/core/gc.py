@@ -14,7 +14,8 @@ Why an upload, a mount or a manifest put in flight never loses a blob it relies 
   same conditions. Write transactions are serialised (SQLite's write lock; on PostgreSQL the
   blobs row is locked by the links that reference it), so no link or image can appear between
   the check and the delete.
-- An upload claims its digest in the database before moving bytes into place. A blob's row and
+- An upload claims its digest in the database once its bytes are verified, just before moving
+  them into place (FilesystemBlobStore.finish_upload's before_move). A blob's row and
   its file are deleted inside one write transaction, so a claim either comes after that (and
   the upload writes the file again) or makes the blob too young to collect.
 - A link is made, mounted or refreshed (a HEAD of the layer) with linked_at = now, and a manifest

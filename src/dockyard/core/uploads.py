@@ -204,10 +204,12 @@ async def complete(
             raise RangeInvalid(f"the final chunk ends at byte {size - 1}, not at byte {last_byte} as its range says")
         if refuse_empty and size == 0:
             raise EmptyUploadException(f"The upload with id '{upload_id}' does not contain any layer parts")
-        # Claimed before the bytes move into place: garbage collection then cannot delete them.
-        await claim(svc, digest, size)
         try:
-            size = await svc.blobs.finish_upload(upload_id, digest)
+            # Claimed once verified, just before the bytes move into place: garbage collection
+            # then cannot delete them (dockyard.core.gc).
+            size = await svc.blobs.finish_upload(
+                upload_id, digest, before_move=lambda verified: claim(svc, digest, verified)
+            )
         except DigestMismatch as exc:
             raise DigestInvalid(f"The digest of the uploaded bytes is {exc}, not {digest}") from exc
         except UploadGone as exc:

@@ -6,7 +6,6 @@ request's members onto a core call; botocore's models shape requests, responses 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -23,6 +22,7 @@ from dockyard.core.services import Services
 from dockyard.doors.aws_auth import authenticate_signed
 from dockyard.doors.aws_query import QueryModel, QueryValidationError
 from dockyard.errors import AccessDeniedException, DockyardError
+from dockyard.observe.context import report, request_id_of
 
 CONTENT_TYPE = "text/xml"
 INVALID_ACTION = "The action or operation requested is invalid. Verify that the action is typed correctly."
@@ -356,7 +356,7 @@ class IdentityDoor:
         return Response(body, status, headers={"x-amzn-RequestId": request_id}, media_type=CONTENT_TYPE)
 
     async def handle(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
+        request_id = request_id_of(request)
         body = await request.body()
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         action = form.get("Action", "")
@@ -376,7 +376,9 @@ class IdentityDoor:
             return self._error(model, 400, "InvalidAction", INVALID_ACTION, request_id)
         try:
             params = model.parse_input(action, form)
+            report(request, params=params)
             result = await operation(self.svc, caller, params)
+            report(request, response=result)
         except QueryValidationError as exc:
             return self._error(model, exc.status, exc.code, exc.message, request_id)
         except AccessDeniedException as exc:

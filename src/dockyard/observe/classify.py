@@ -28,16 +28,17 @@ REGISTRY_AUDITED = frozenset(
 )
 
 
-class Classified(NamedTuple):
-    door: str
-    operation: str
-    source: str
-
-
 class RegistryPath(NamedTuple):
     repository: str
     kind: str  # manifests, blobs, uploads, tags, referrers, catalog, base
     reference: str  # tag or digest, upload id; "" when the path has none
+
+
+class Classified(NamedTuple):
+    door: str
+    operation: str
+    source: str
+    where: RegistryPath | None = None  # registry requests: what the path names
 
 
 _MANIFEST_OPERATIONS = {
@@ -101,7 +102,8 @@ def registry_operation(method: str, where: RegistryPath) -> str:
 
 def classify(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> Classified:
     if path.startswith("/v2/") or path == "/v2":
-        return Classified("registry", registry_operation(method, split_registry_path(path)), ECR_SOURCE)
+        where = split_registry_path(path)
+        return Classified("registry", registry_operation(method, where), ECR_SOURCE, where)
     if path == "/" and method == "POST":
         target = _header(headers, b"x-amz-target")
         if target is not None:

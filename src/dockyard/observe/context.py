@@ -12,7 +12,6 @@ Everything here is cheap and synchronous except `admit`, which asks the rate lim
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +19,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from dockyard.core.caller import Caller
+from dockyard.observe.classify import RegistryPath
+from dockyard.observe.ids import new_id
 from dockyard.throttle import RateLimiter
 
 CONTEXT_KEY = "dockyard.context"
@@ -40,12 +41,15 @@ class RequestContext:
     method: str = ""
     path: str = ""
     query: str = ""
+    where: RegistryPath | None = None
     limiter: RateLimiter | None = None
     caller: Caller | None = None
     # The registry (account) a registry request addresses, when it is not the caller's own.
     registry_id: str | None = None
     params: dict[str, Any] | None = None
     response: dict[str, Any] | None = None
+    # A complete audit event a door built itself (a console sign-in), recorded as it is.
+    event: dict[str, Any] | None = None
     status: int = 0
     error_code: str | None = None
     error_message: str | None = None
@@ -63,7 +67,7 @@ def context_of(request: HTTPConnection | Scope) -> RequestContext | None:
 def request_id_of(request: HTTPConnection) -> str:
     """The request's ID (x-amzn-RequestId, the audit event's requestID, every log line's request_id)."""
     context = context_of(request)
-    return context.request_id if context is not None else str(uuid.uuid4())
+    return context.request_id if context is not None else new_id()
 
 
 def report(
@@ -74,6 +78,7 @@ def report(
     caller: Caller | None = None,
     params: dict[str, Any] | None = None,
     response: dict[str, Any] | None = None,
+    event: dict[str, Any] | None = None,
 ) -> None:
     """Tell the request's context what only the door knows; each argument left out stays as it was."""
     context = context_of(request)
@@ -89,6 +94,8 @@ def report(
         context.params = params
     if response is not None:
         context.response = response
+    if event is not None:
+        context.event = event
 
 
 async def admit(request: HTTPConnection, caller: Caller, *, registry_id: str | None = None) -> bool:

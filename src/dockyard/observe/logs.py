@@ -45,6 +45,7 @@ _SECRET_TEXT = re.compile(
     r"((?:basic|bearer|aws4-hmac-sha256)\s+)?"
     r"[^\s\"',&;]+"
 )
+QUIET_LOGGERS = ("aiosqlite", "sqlalchemy", "asyncpg", "alembic.runtime.plugins", "botocore", "urllib3")
 _BASIC_OR_BEARER = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{8,}")
 
 
@@ -108,8 +109,16 @@ def logging_config(level: str) -> dict[str, Any]:
         "handlers": {"stderr": handler},
         "root": {"handlers": ["stderr"], "level": number},
         "loggers": {
-            name: {"handlers": [], "level": number, "propagate": True}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "dockyard")
+            **{
+                name: {"handlers": [], "level": number, "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "dockyard")
+            },
+            # Database libraries log statements with their parameters (access keys, say) at info
+            # and debug: never below warning, whatever the level asked for.
+            **{
+                name: {"handlers": [], "level": max(number, logging.WARNING), "propagate": True}
+                for name in QUIET_LOGGERS
+            },
         },
     }
 

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from html import unescape
 from typing import Any
 
@@ -23,6 +22,7 @@ from dockyard.audit.trail import AuditTrail
 from dockyard.observe import metrics
 from dockyard.observe.classify import REGISTRY_AUDITED, classify
 from dockyard.observe.context import CONTEXT_KEY, RequestContext
+from dockyard.observe.ids import new_id
 from dockyard.throttle import RateLimiter
 
 log = logging.getLogger("dockyard.request")
@@ -47,6 +47,7 @@ class ObserveMiddleware:
         self.trail = trail
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._labels: set[tuple[str, str]] = set()
+        self._bytes: dict[str, tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,9 +55,9 @@ class ObserveMiddleware:
             return
         method: str = scope["method"]
         path: str = scope["path"]
-        door, operation, source = classify(method, path, scope["headers"])
+        door, operation, source, where = classify(method, path, scope["headers"])
         context = RequestContext(
-            request_id=str(uuid.uuid4()),
+            request_id=new_id(),
             received_at=time.time(),
             started=time.perf_counter(),
             door=door,
@@ -65,6 +66,7 @@ class ObserveMiddleware:
             method=method,
             path=path,
             query=scope.get("query_string", b"").decode("latin-1"),
+            where=where,
             limiter=self.limiter,
         )
         scope[CONTEXT_KEY] = context
@@ -133,12 +135,13 @@ class ObserveMiddleware:
         return headers
 
     async def _audit(self, context: RequestContext, *, before_response_ends: bool) -> None:
-        if self.trail is None or context.caller is None:
+        # Not running: an app served without its lifespan (some tests), or one shutting down.
+        if self.trail is None or not self.trail.running or (context.caller is None and context.event is None):
             return
         if context.door == "registry" and context.operation not in REGISTRY_AUDITED:
             return
         try:
-            event = api_call_event(context)
+            event = context.event or api_call_event(context)
             if event is None:
                 return
             if event["readOnly"] or not before_response_ends:
@@ -166,10 +169,14 @@ class ObserveMiddleware:
             self._children[key] = children
         children[0].inc()
         children[1].observe(duration)
-        if context.bytes_in:
-            metrics.BYTES_IN.labels(door).inc(context.bytes_in)
-        if context.bytes_out:
-            metrics.BYTES_OUT.labels(door).inc(context.bytes_out)
+        if context.bytes_in or context.bytes_out:
+            received, sent = self._bytes.get(door) or self._bytes.setdefault(
+                door, (metrics.BYTES_IN.labels(door), metrics.BYTES_OUT.labels(door))
+            )
+            if context.bytes_in:
+                received.inc(context.bytes_in)
+            if context.bytes_out:
+                sent.inc(context.bytes_out)
         if context.throttled:
             metrics.THROTTLED.labels(operation).inc()
         level = _level(context)

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -55,7 +55,9 @@ class StoredFile:
 class BlobStore(Protocol):
     async def start_upload(self, upload_id: str) -> None: ...
     async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int: ...
-    async def finish_upload(self, upload_id: str, digest: str) -> int: ...
+    async def finish_upload(
+        self, upload_id: str, digest: str, before_move: Callable[[int], Awaitable[None]] | None = None
+    ) -> int: ...
     async def cancel_upload(self, upload_id: str) -> None: ...
     async def put(self, data: bytes) -> str: ...
     async def size(self, digest: str) -> int | None: ...
@@ -128,7 +130,11 @@ class FilesystemBlobStore:
         finally:
             handle.close()
 
-    async def finish_upload(self, upload_id: str, digest: str) -> int:
+    async def finish_upload(
+        self, upload_id: str, digest: str, before_move: Callable[[int], Awaitable[None]] | None = None
+    ) -> int:
+        """Verify the upload's bytes against `digest` and move them into place; `before_move(size)`
+        runs between the two (garbage collection's claim, see dockyard.core.blobs.claim)."""
         path = self._upload_path(upload_id)
         state = self._hashing.pop(upload_id, None)
         algorithm, expected = _hex(digest)
@@ -142,6 +148,8 @@ class FilesystemBlobStore:
             actual = await asyncio.to_thread(_hash_file, path, algorithm)
         if actual != expected:
             raise DigestMismatch(f"{algorithm}:{actual}")
+        if before_move is not None:
+            await before_move(size)
         await asyncio.to_thread(self._move_into_place, path, digest)
         return size
 

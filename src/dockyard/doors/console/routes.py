@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from dockyard.audit.console import report_sign_in
 from dockyard.core.caller import Caller
 from dockyard.core.principals import CredentialsRejected, resolve_credentials
 from dockyard.core.services import Services
@@ -153,7 +154,10 @@ class ConsoleDoor:
         key_id = str(form.get("access_key_id") or "").strip()
         secret = str(form.get("secret_access_key") or "").strip()
         next_url = safe_next(str(form.get("next") or ""))
-        if not await self._key_matches(key_id, secret):
+        matched = await self._key_matches(key_id, secret)
+        if key_id:
+            await report_sign_in(self.svc, request, key_id, success=matched)
+        if not matched:
             # The secret is never written back into the form.
             fresh = anonymous_session()
             error = ErrorView("", INVALID_KEY)
