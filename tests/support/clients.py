@@ -369,6 +369,10 @@ class Skopeo:
     ) -> CommandResult:
         src = _ref(source)
         flags = ["--authfile", str(self.config.authfile), *tls_args(src, destination)]
+        if not isinstance(source, str) and not any(arg.startswith(("--format", "-f")) for arg in args):
+            # A built image goes up byte for byte: without this, skopeo's blob-info cache may swap in a
+            # layer another client already pushed with the same content, and rewrite the manifest.
+            flags.append("--preserve-digests")
         return self("copy", "--quiet", *flags, *args, src, destination, check=check)
 
     def inspect(self, ref: BuiltImage | BuiltIndex | str, *args: str, check: bool = True) -> CommandResult:
