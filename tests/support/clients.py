@@ -369,7 +369,8 @@ class Skopeo:
     ) -> CommandResult:
         src = _ref(source)
         flags = ["--authfile", str(self.config.authfile), *tls_args(src, destination)]
-        if not isinstance(source, str) and not any(arg.startswith(("--format", "-f")) for arg in args):
+        pushing_built = not isinstance(source, str) and destination.startswith("docker://")
+        if pushing_built and not any(arg.startswith(("--format", "-f")) for arg in args):
             # A built image goes up byte for byte: without this, skopeo's blob-info cache may swap in a
             # layer another client already pushed with the same content, and rewrite the manifest.
             flags.append("--preserve-digests")
