@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
@@ -13,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core import resource_tags
-from dockyard.core.access import Resource, authorize, repository_arn
+from dockyard.core.access import Resource, authorize, reads_resource_tags, repository_arn, request_tag_context
 from dockyard.core.caller import Caller
 from dockyard.core.paging import decode_token, encode_token, page_size
 from dockyard.core.services import Services, now
@@ -24,6 +26,7 @@ from dockyard.errors import (
     RepositoryNotEmptyException,
     RepositoryNotFoundException,
 )
+from dockyard.policy.evaluate import ContextValue
 from dockyard.store import schema
 
 # botocore's RepositoryName pattern, anchored.
@@ -92,17 +95,42 @@ async def find(conn: AsyncConnection, account_id: str, region: str, name: str) -
     return Repository(**row._mapping) if row else None
 
 
-async def open_repository(conn: AsyncConnection, caller: Caller, account_id: str, name: str, action: str) -> Repository:
-    """The repository `name`, once `caller` is allowed `action` on it; AccessDenied comes
-    before RepositoryNotFound, as on AWS, so a denied caller learns nothing."""
+async def open_repository(
+    conn: AsyncConnection,
+    caller: Caller,
+    account_id: str,
+    name: str,
+    action: str,
+    context: Mapping[str, ContextValue] | None = None,
+) -> Repository:
+    """The repository `name`, once `caller` is allowed `action` on it (`context`: the request's
+    own condition keys); AccessDenied comes before RepositoryNotFound, as on AWS, so a denied
+    caller learns nothing."""
     repo = await find(conn, account_id, caller.region, name)
-    resource = (
-        repo.resource if repo else Resource(arn=repository_arn(caller.region, account_id, name), account_id=account_id)
-    )
-    await authorize(caller, action, resource)
+    if repo is None:
+        resource = Resource(arn=repository_arn(caller.region, account_id, name), account_id=account_id)
+    else:
+        resource = await _resource_in(conn, caller, repo)
+    await authorize(caller, action, resource, context)
     if repo is None:
         raise not_found(name, account_id)
     return repo
+
+
+async def _resource_in(conn: AsyncConnection, caller: Caller, repo: Repository) -> Resource:
+    """`repo` as the policy engine sees it: with its tags only when a policy reads them."""
+    if not reads_resource_tags(caller, repo.policy_text):
+        return repo.resource
+    tags = await resource_tags.read(conn, repo.id)
+    return replace(repo.resource, tags=tuple(tags.items()))
+
+
+async def repository_resource(svc: Services, caller: Caller, repo: Repository) -> Resource:
+    """As `_resource_in`, for callers that hold no connection (the fast read paths)."""
+    if not reads_resource_tags(caller, repo.policy_text):
+        return repo.resource
+    async with svc.db.read() as conn:
+        return await _resource_in(conn, caller, repo)
 
 
 def describe(svc: Services, repo: Repository) -> dict[str, Any]:
@@ -128,7 +156,21 @@ def registry_host(svc: Services, account_id: str, region: str) -> str:
     settings = svc.settings
     if account_id == settings.account_id and region == settings.region:
         return settings.public_host
-    return f"{account_id}.dkr.ecr.{region}.{settings.public_host}"
+    host, colon, port = settings.public_host.rpartition(":")
+    if not colon or not port.isdigit():
+        host, colon, port = settings.public_host, "", ""
+    if _is_ip_literal(host):
+        # No name can sit in front of an IP address; *.localhost resolves to loopback (RFC 6761).
+        host = "localhost"
+    return f"{account_id}.dkr.ecr.{region}.{host}{colon}{port}"
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -196,10 +238,11 @@ async def insert_repository(
     """Create repository `name` in `conn`'s transaction, authorised as CreateRepository (and TagResource
     when it comes with tags, as ECR asks)."""
     resource = Resource(arn=repository_arn(caller.region, account_id, name), account_id=account_id)
-    await authorize(caller, "ecr:CreateRepository", resource)
     tags = resource_tags.normalise(settings.tags)
+    tag_context = request_tag_context(tags)
+    await authorize(caller, "ecr:CreateRepository", resource, tag_context)
     if tags:
-        await authorize(caller, "ecr:TagResource", resource)
+        await authorize(caller, "ecr:TagResource", resource, tag_context)
     resource_tags.check_count(len(tags))
     filters = check_tag_mutability(settings.image_tag_mutability, settings.exclusion_filters)
     kms_key = check_encryption(settings.encryption_type, settings.kms_key, account_id, caller.region)
@@ -272,9 +315,14 @@ async def describe_repositories(
         if after is not None:
             query = query.where(repos.c.name > str(after))
         rows = [Repository(**row._mapping) for row in await conn.execute(query)]
+    if not rows and account_id != caller.account_id:
+        # Another account's registry with nothing to show: the caller still needs its leave to
+        # look, so an outsider is refused rather than told the registry is empty.
+        wildcard = Resource(arn=repository_arn(caller.region, account_id, "*"), account_id=account_id)
+        await authorize(caller, "ecr:DescribeRepositories", wildcard)
     visible = []
     for repo in rows[:limit]:
-        await authorize(caller, "ecr:DescribeRepositories", repo.resource)
+        await authorize(caller, "ecr:DescribeRepositories", await repository_resource(svc, caller, repo))
         visible.append(describe(svc, repo))
     result: dict[str, Any] = {"repositories": visible}
     if len(rows) > limit:
