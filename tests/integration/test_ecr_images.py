@@ -115,10 +115,13 @@ def test_put_image_errors(ecr: Any, repo: str, tmp_path: Path, dockyard_server: 
 
     with pytest.raises(ClientError) as missing_layers:
         ecr.put_image(repositoryName=repo, imageManifest=manifest, imageTag="v1")
-    code, message = error_of(missing_layers)
-    assert code == "LayersNotFoundException"
-    assert message.startswith("Layers with digests '[")
-    assert image.config.digest in message and image.layers[0].digest in message
+    # Java prints the list: [sha256:..., sha256:...] (config first, then the layers).
+    missing = ", ".join([image.config.digest, image.layers[0].digest])
+    assert error_of(missing_layers) == (
+        "LayersNotFoundException",
+        f"Layers with digests '[{missing}]' required for pushing image into repository with name '{repo}' "
+        f"in the registry with id '{account}' do not exist",
+    )
 
     push(ecr, repo, image, "v1")
     with pytest.raises(ClientError) as again:
@@ -132,7 +135,11 @@ def test_put_image_errors(ecr: Any, repo: str, tmp_path: Path, dockyard_server: 
     wrong = "sha256:" + "0" * 64
     with pytest.raises(ClientError) as mismatch:
         ecr.put_image(repositoryName=repo, imageManifest=manifest, imageTag="v2", imageDigest=wrong)
-    assert error_of(mismatch)[0] == "ImageDigestDoesNotMatchException"
+    assert error_of(mismatch) == (
+        "ImageDigestDoesNotMatchException",
+        f"Invalid parameter at 'imageDigest' failed to satisfy constraint: 'Digest {wrong} does not match the "
+        f"computed digest {image.digest}'",
+    )
 
     index = {
         "schemaVersion": 2,
@@ -141,8 +148,11 @@ def test_put_image_errors(ecr: Any, repo: str, tmp_path: Path, dockyard_server: 
     }
     with pytest.raises(ClientError) as children:
         ecr.put_image(repositoryName=repo, imageManifest=canonical_json(index).decode(), imageTag="multi")
-    code, message = error_of(children)
-    assert code == "ReferencedImagesNotFoundException" and wrong in message
+    assert error_of(children) == (
+        "ReferencedImagesNotFoundException",
+        f"Manifests with digests '[{wrong}]' required for pushing image into repository with name '{repo}' "
+        f"in the registry with id '{account}' do not exist",
+    )
 
     untyped = json.dumps({"schemaVersion": 2, "config": image.manifest_json["config"], "layers": []})
     with pytest.raises(ClientError) as no_type:
@@ -293,14 +303,42 @@ def test_batch_get_image_failures(ecr: Any, repo: str, tmp_path: Path) -> None:
             "failureReason": "Invalid request parameters: given tag does not map to the given digest",
         },
     ]
-    docker_only = ecr.batch_get_image(
-        repositoryName=repo,
-        imageIds=[{"imageTag": "v1"}],
-        acceptedMediaTypes=["application/vnd.docker.distribution.manifest.v2+json"],
-    )
-    assert docker_only["images"] == [] and docker_only["failures"][0]["imageId"] == {"imageTag": "v1"}
     oci = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}], acceptedMediaTypes=[OCI_MANIFEST])
-    assert len(oci["images"]) == 1
+    assert oci["images"][0]["imageManifest"] == image.manifest.data.decode()
+
+
+def test_batch_get_image_converts_by_tag_only(ecr: Any, repo: str, tmp_path: Path) -> None:
+    """ECR's conversion table: by tag, an OCI image manifest is served as Docker schema 2 to a
+    client that accepts only that (and the other way round); by digest nothing is converted, and
+    what is not converted is served as stored, for the caller to judge its media type."""
+    image = build_image(tmp_path / "layout", "v1", [64])
+    push(ecr, repo, image, "v1")
+    docker = "application/vnd.docker.distribution.manifest.v2+json"
+    by_tag = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}], acceptedMediaTypes=[docker])
+    served = by_tag["images"][0]
+    assert served["imageManifestMediaType"] == docker and by_tag["failures"] == []
+    converted = json.loads(served["imageManifest"])
+    original = json.loads(image.manifest.data)
+    assert converted["mediaType"] == docker
+    assert converted["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
+    assert [layer["digest"] for layer in converted["layers"]] == [layer["digest"] for layer in original["layers"]]
+    assert {layer["mediaType"] for layer in converted["layers"]} == {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    }
+
+    by_digest = ecr.batch_get_image(
+        repositoryName=repo, imageIds=[{"imageDigest": image.digest}], acceptedMediaTypes=[docker]
+    )
+    assert by_digest["failures"] == []
+    assert by_digest["images"][0]["imageManifest"] == image.manifest.data.decode()
+    assert by_digest["images"][0]["imageManifestMediaType"] == OCI_MANIFEST
+    # The converted manifest goes back in as a Docker image of its own.
+    ecr.put_image(repositoryName=repo, imageManifest=served["imageManifest"], imageTag="docker")
+    back = ecr.batch_get_image(
+        repositoryName=repo, imageIds=[{"imageTag": "docker"}], acceptedMediaTypes=[OCI_MANIFEST]
+    )["images"][0]
+    assert back["imageManifestMediaType"] == OCI_MANIFEST
+    assert json.loads(back["imageManifest"])["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
 
 
 def test_batch_delete_image(ecr: Any, repo: str, tmp_path: Path) -> None:
@@ -335,6 +373,37 @@ def test_batch_delete_image(ecr: Any, repo: str, tmp_path: Path) -> None:
         },
     ]
     assert ecr.list_images(repositoryName=repo)["imageIds"] == []
+
+    # Ids ECR refuses before looking them up, and a tag that names another image: all failures,
+    # nothing deleted.
+    push(ecr, repo, first, "a")
+    refused = ecr.batch_delete_image(
+        repositoryName=repo,
+        imageIds=[{"imageDigest": "not-a-digest"}, {}, {"imageTag": "a", "imageDigest": second.digest}],
+    )
+    assert refused == {
+        "imageIds": [],
+        "failures": [
+            {
+                "imageId": {"imageDigest": "not-a-digest"},
+                "failureCode": "InvalidImageDigest",
+                "failureReason": "Invalid request parameters: image digest should satisfy the regex "
+                "'[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'",
+            },
+            {
+                "imageId": {},
+                "failureCode": "MissingDigestAndTag",
+                "failureReason": "Invalid request parameters: both tag and digest cannot be null",
+            },
+            {
+                "imageId": {"imageDigest": second.digest, "imageTag": "a"},
+                "failureCode": "ImageTagDoesNotMatchDigest",
+                "failureReason": "Invalid request parameters: given tag does not map to the given digest",
+            },
+        ],
+        "ResponseMetadata": refused["ResponseMetadata"],
+    }
+    assert ecr.list_images(repositoryName=repo)["imageIds"] == [{"imageDigest": first.digest, "imageTag": "a"}]
 
     with pytest.raises(ClientError) as too_many:
         ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": f"t{i}"} for i in range(101)])

@@ -20,18 +20,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy import Select, and_, bindparam, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core import images as image_store
 from dockyard.core.caller import Caller
-from dockyard.core.images import StoredImage, image_not_found, record_pull_time
-from dockyard.core.manifests import ManifestError, parse_manifest
+from dockyard.core.images import StoredImage, image_not_found, last_pull_time, open_repository_fast, record_pull_times
+from dockyard.core.manifests import ManifestError, convert_manifest, parse_manifest
 from dockyard.core.paging import decode_token, encode_token, page_size
 from dockyard.core.repositories import Repository, open_repository
+from dockyard.core.scan_hooks import image_scan_details
 from dockyard.core.services import Services
 from dockyard.errors import InvalidParameterException
-from dockyard.store import schema
+from dockyard.store import fastread, schema
 
 images = schema.images
 tags = schema.tags
@@ -132,12 +133,90 @@ async def _resolve(
     return image, None
 
 
+# SQLite allows 32766 bound values per statement; far fewer keeps each statement small.
+_IN_CHUNK = 500
+
+
+def _chunks(values: Sequence[str]) -> list[list[str]]:
+    return [list(values[start : start + _IN_CHUNK]) for start in range(0, len(values), _IN_CHUNK)]
+
+
+async def _resolve_all(
+    conn: AsyncConnection, repo: Repository, ids: Sequence[ImageId]
+) -> dict[ImageId, tuple[StoredImage | None, tuple[str, str] | None]]:
+    """What `_resolve` answers for each id, with one query for all tags and one for all digests."""
+    valid = [image_id for image_id in ids if image_id.problem() is None]
+    wanted_tags = list(dict.fromkeys(i.tag for i in valid if i.tag is not None))
+    wanted_digests = list(dict.fromkeys(i.digest for i in valid if i.tag is None and i.digest is not None))
+    by_tag: dict[str, StoredImage] = {}
+    for chunk in _chunks(wanted_tags):
+        query = (
+            select(*_COLUMNS, tags.c.name.label("tag_name"))
+            .join(tags, tags.c.image_id == images.c.id)
+            .where(tags.c.repository_id == repo.id, tags.c.name.in_(chunk))
+        )
+        for row in await conn.execute(query):
+            values = dict(row._mapping)
+            tag_name = values.pop("tag_name")
+            by_tag[tag_name] = StoredImage(**values)
+    by_digest: dict[str, StoredImage] = {}
+    for chunk in _chunks(wanted_digests):
+        query = select(*_COLUMNS).where(images.c.repository_id == repo.id, images.c.digest.in_(chunk))
+        for row in await conn.execute(query):
+            by_digest[row.digest] = StoredImage(**row._mapping)
+    resolved: dict[ImageId, tuple[StoredImage | None, tuple[str, str] | None]] = {}
+    for image_id in ids:
+        if problem := image_id.problem():
+            resolved[image_id] = (None, problem)
+        elif image_id.tag is None:
+            image = by_digest.get(image_id.digest or "")
+            resolved[image_id] = (image, None) if image else (None, NOT_FOUND)
+        else:
+            image = by_tag.get(image_id.tag)
+            if image is None:
+                resolved[image_id] = (None, NOT_FOUND)
+            elif image_id.digest is not None and image.digest != image_id.digest:
+                resolved[image_id] = (None, TAG_ELSEWHERE)
+            else:
+                resolved[image_id] = (image, None)
+    return resolved
+
+
 # --- ListImages -------------------------------------------------------------------------------
 
 
 def _no_archive(image_status: str | None) -> bool:
     """Dockyard never archives images: only the ACTIVE (or ANY) status matches anything."""
     return image_status in (None, "ACTIVE", "ANY")
+
+
+def _list_statement(tag_status: str | None, paged: bool) -> Select[Any]:
+    """ListImages' page, in (image id, tag) order: one statement per kind of call, built once."""
+    tag_name = func.coalesce(tags.c.name, "")
+    if tag_status == "TAGGED":
+        source = images.join(tags, tags.c.image_id == images.c.id)
+    else:
+        source = images.outerjoin(tags, tags.c.image_id == images.c.id)
+    query = (
+        select(images.c.id, images.c.digest, tags.c.name)
+        .select_from(source)
+        .where(images.c.repository_id == bindparam("repository_id"))
+        .order_by(images.c.id, tag_name)
+        .limit(bindparam("limit"))
+    )
+    if tag_status == "UNTAGGED":
+        query = query.where(tags.c.name.is_(None))
+    if paged:
+        last_id, last_tag = bindparam("last_id"), bindparam("last_tag")
+        query = query.where(or_(images.c.id > last_id, and_(images.c.id == last_id, tag_name > last_tag)))
+    return query
+
+
+_LIST_STATEMENTS = {
+    (status, paged): _list_statement(status, paged)
+    for status in (None, "TAGGED", "UNTAGGED")
+    for paged in (False, True)
+}
 
 
 async def list_images(
@@ -152,31 +231,17 @@ async def list_images(
 ) -> dict[str, Any]:
     after = decode_token(next_token)
     limit = page_size(max_results, 100)
-    tag_name = func.coalesce(tags.c.name, "")
-    if tag_status == "TAGGED":
-        source = images.join(tags, tags.c.image_id == images.c.id)
-    else:
-        source = images.outerjoin(tags, tags.c.image_id == images.c.id)
-    async with svc.db.read() as conn:
-        repo = await open_repository(conn, caller, account_id, repository, "ecr:ListImages")
-        query = (
-            select(images.c.id, images.c.digest, tags.c.name)
-            .select_from(source)
-            .where(images.c.repository_id == repo.id)
-            .order_by(images.c.id, tag_name)
-            .limit(limit + 1)
-        )
-        if tag_status == "UNTAGGED":
-            query = query.where(tags.c.name.is_(None))
-        if after is not None:
-            last_id, last_tag = _position(after)
-            query = query.where(or_(images.c.id > last_id, and_(images.c.id == last_id, tag_name > last_tag)))
-        rows = list(await conn.execute(query)) if _no_archive(image_status) else []
-    listed = [ImageId(row.name, row.digest).shape() for row in rows[:limit]]
+    repo = await open_repository_fast(svc, caller, account_id, repository, "ecr:ListImages")
+    params: dict[str, Any] = {"repository_id": repo.id, "limit": limit + 1}
+    if after is not None:
+        params["last_id"], params["last_tag"] = _position(after)
+    statement = _LIST_STATEMENTS[(tag_status if tag_status in ("TAGGED", "UNTAGGED") else None, after is not None)]
+    rows = await fastread.fetch(svc.db, statement, params) if _no_archive(image_status) else []
+    listed = [ImageId(name, digest).shape() for _, digest, name in rows[:limit]]
     result: dict[str, Any] = {"imageIds": listed}
     if len(rows) > limit:
-        last = rows[limit - 1]
-        result["nextToken"] = encode_token([last.id, last.name or ""])
+        last_id, _, last_name = rows[limit - 1]
+        result["nextToken"] = encode_token([last_id, last_name or ""])
     return result
 
 
@@ -193,9 +258,15 @@ def _position(token: Any) -> tuple[int, str]:
 # --- DescribeImages ---------------------------------------------------------------------------
 
 
-def image_detail(repo: Repository, image: StoredImage, tag_names: list[str]) -> dict[str, Any]:
-    """ECR's ImageDetail shape."""
-    return {
+def image_detail(
+    repo: Repository,
+    image: StoredImage,
+    tag_names: list[str],
+    scan: dict[str, Any] | None = None,
+    pulled_at: float | None = None,
+) -> dict[str, Any]:
+    """ECR's ImageDetail shape; `scan` adds imageScanStatus and imageScanFindingsSummary."""
+    detail = {
         "registryId": repo.account_id,
         "repositoryName": repo.name,
         "imageDigest": image.digest,
@@ -204,10 +275,81 @@ def image_detail(repo: Repository, image: StoredImage, tag_names: list[str]) -> 
         "imagePushedAt": image.pushed_at,
         "imageManifestMediaType": image.media_type,
         "artifactMediaType": image.artifact_type,
-        "lastRecordedPullTime": image.last_pull_at,
+        "lastRecordedPullTime": pulled_at,
         "subjectManifestDigest": image.subject_digest,
         "imageStatus": "ACTIVE",
     }
+    return detail | (scan or {})
+
+
+# DescribeImages needs everything about an image but its manifest.
+_DETAIL_COLUMNS = tuple(column for column in _COLUMNS if column.name != "manifest")
+_DETAIL_FIELDS = tuple(column.name for column in _DETAIL_COLUMNS)
+
+
+def _describe_statement(tag_status: str | None, paged: bool) -> Select[Any]:
+    query = (
+        select(*_DETAIL_COLUMNS)
+        .where(images.c.repository_id == bindparam("repository_id"))
+        .order_by(images.c.id)
+        .limit(bindparam("limit"))
+    )
+    tagged = exists().where(tags.c.image_id == images.c.id)
+    if tag_status == "TAGGED":
+        query = query.where(tagged)
+    elif tag_status == "UNTAGGED":
+        query = query.where(~tagged)
+    if paged:
+        query = query.where(images.c.id > bindparam("after"))
+    return query
+
+
+_DESCRIBE_STATEMENTS = {
+    (status, paged): _describe_statement(status, paged)
+    for status in (None, "TAGGED", "UNTAGGED")
+    for paged in (False, True)
+}
+# The tags of a page of images: its ids are a range (pages go in id order), and the range read
+# on ix_tags_image finds them in one statement; tags of other repositories' images in the same
+# range are dropped by the caller.
+_TAGS_IN_RANGE = (
+    select(tags.c.image_id, tags.c.name)
+    .where(tags.c.image_id >= bindparam("first"), tags.c.image_id <= bindparam("last"))
+    .order_by(tags.c.image_id, tags.c.name)
+)
+
+
+# Whether any image of a page was ever scanned: most pages of most repositories have none, and
+# then the scan details need no transaction of their own.
+_SCANS_IN_RANGE = (
+    select(schema.image_scans.c.image_id)
+    .where(
+        schema.image_scans.c.repository_id == bindparam("repository_id"),
+        schema.image_scans.c.image_id >= bindparam("first"),
+        schema.image_scans.c.image_id <= bindparam("last"),
+    )
+    .limit(1)
+)
+
+
+async def _scans_of_page(svc: Services, repo: Repository, page: Sequence[StoredImage]) -> dict[int, dict[str, Any]]:
+    if not page:
+        return {}
+    params = {"repository_id": repo.id, "first": page[0].id, "last": page[-1].id}
+    if not await fastread.fetch(svc.db, _SCANS_IN_RANGE, params):
+        return {}
+    async with svc.db.read() as conn:
+        return await image_scan_details(conn, [image.id for image in page])
+
+
+async def _tags_of_page(svc: Services, page: Sequence[StoredImage]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {image.id: [] for image in page}
+    if page:
+        params = {"first": page[0].id, "last": page[-1].id}
+        for image_id, name in await fastread.fetch(svc.db, _TAGS_IN_RANGE, params):
+            if image_id in found:
+                found[image_id].append(name)
+    return found
 
 
 async def describe_images(
@@ -225,39 +367,42 @@ async def describe_images(
         raise InvalidParameterException(
             "Invalid parameter at 'maxResults' failed to satisfy constraint: 'maxResults cannot be used with imageIds'"
         )
-    async with svc.db.read() as conn:
-        repo = await open_repository(conn, caller, account_id, repository, "ecr:DescribeImages")
-        if image_ids:
-            return await _describe_named(conn, repo, [ImageId.of(shape) for shape in image_ids])
-        after = decode_token(next_token)
-        limit = page_size(max_results, 100)
-        query = select(*_COLUMNS).where(images.c.repository_id == repo.id).order_by(images.c.id).limit(limit + 1)
-        tagged = exists().where(tags.c.image_id == images.c.id)
-        if tag_status == "TAGGED":
-            query = query.where(tagged)
-        elif tag_status == "UNTAGGED":
-            query = query.where(~tagged)
-        if after is not None:
-            if not isinstance(after, int) or isinstance(after, bool):
-                raise _invalid_token()
-            query = query.where(images.c.id > after)
-        found = [StoredImage(**row._mapping) for row in await conn.execute(query)] if _no_archive(image_status) else []
-        page = found[:limit]
-        names = await _tags_of(conn, [image.id for image in page])
-    result: dict[str, Any] = {"imageDetails": [image_detail(repo, image, names[image.id]) for image in page]}
+    if image_ids:
+        async with svc.db.read() as conn:
+            repo = await open_repository(conn, caller, account_id, repository, "ecr:DescribeImages")
+            return await _describe_named(svc, conn, repo, [ImageId.of(shape) for shape in image_ids])
+    repo = await open_repository_fast(svc, caller, account_id, repository, "ecr:DescribeImages")
+    after = decode_token(next_token)
+    limit = page_size(max_results, 100)
+    params: dict[str, Any] = {"repository_id": repo.id, "limit": limit + 1}
+    if after is not None:
+        if not isinstance(after, int) or isinstance(after, bool):
+            raise _invalid_token()
+        params["after"] = after
+    statement = _DESCRIBE_STATEMENTS[(tag_status if tag_status in ("TAGGED", "UNTAGGED") else None, after is not None)]
+    rows = await fastread.fetch(svc.db, statement, params) if _no_archive(image_status) else []
+    found = [StoredImage(**dict(zip(_DETAIL_FIELDS, row, strict=True)), manifest=b"") for row in rows]
+    page = found[:limit]
+    names = await _tags_of_page(svc, page)
+    scanned = await _scans_of_page(svc, repo, page)
+    details = [
+        image_detail(repo, image, names[image.id], scanned.get(image.id), last_pull_time(svc, image)) for image in page
+    ]
+    result: dict[str, Any] = {"imageDetails": details}
     if len(found) > limit:
         result["nextToken"] = encode_token(page[-1].id)
     return result
 
 
-async def _describe_named(conn: AsyncConnection, repo: Repository, ids: list[ImageId]) -> dict[str, Any]:
+async def _describe_named(svc: Services, conn: AsyncConnection, repo: Repository, ids: list[ImageId]) -> dict[str, Any]:
     described: dict[int, StoredImage] = {}
+    resolved = await _resolve_all(conn, repo, ids)
     for image_id in ids:
         if image_id.problem() == MISSING_ID:
             raise InvalidParameterException(
                 "Invalid parameter at 'imageIds' failed to satisfy constraint: 'both tag and digest cannot be null'"
             )
-        image, problem = await _resolve(conn, repo, image_id)
+        image, problem = resolved[image_id]
         if image is None:
             if problem == BAD_DIGEST:
                 raise InvalidParameterException(
@@ -267,20 +412,39 @@ async def _describe_named(conn: AsyncConnection, repo: Repository, ids: list[Ima
             raise image_not_found(repo, image_id.digest or image_id.tag or "", image_id.tag)
         described.setdefault(image.id, image)
     names = await _tags_of(conn, list(described))
-    return {"imageDetails": [image_detail(repo, image, names[image.id]) for image in described.values()]}
+    scanned = await image_scan_details(conn, list(described))
+    return {
+        "imageDetails": [
+            image_detail(repo, image, names[image.id], scanned.get(image.id), last_pull_time(svc, image))
+            for image in described.values()
+        ]
+    }
 
 
 # --- BatchGetImage ----------------------------------------------------------------------------
 
 
-def _image_shape(repo: Repository, image: StoredImage, tag: str | None) -> dict[str, Any]:
+def _served(image: StoredImage, image_id: ImageId, accepted: list[str] | None) -> tuple[bytes, str]:
+    """The manifest and media type BatchGetImage answers with: the stored one when accepted, else
+    (by tag only, as ECR converts) a conversion to an accepted type. What ECR cannot convert it
+    serves as stored and leaves the caller to judge the media type, so that is no failure."""
+    if accepted and image.media_type not in accepted and image_id.digest is None:
+        for target in accepted:
+            converted = convert_manifest(image.manifest, image.media_type, target)
+            if converted is not None:
+                return converted, target
+    return image.manifest, image.media_type
+
+
+def _image_shape(repo: Repository, image: StoredImage, tag: str | None, served: tuple[bytes, str]) -> dict[str, Any]:
     """ECR's Image shape."""
+    manifest, media_type = served
     return {
         "registryId": repo.account_id,
         "repositoryName": repo.name,
         "imageId": ImageId(tag, image.digest).shape(),
-        "imageManifest": image.manifest.decode("utf-8"),
-        "imageManifestMediaType": image.media_type,
+        "imageManifest": manifest.decode("utf-8"),
+        "imageManifestMediaType": media_type,
     }
 
 
@@ -297,26 +461,25 @@ async def batch_get_image(
     failures: list[dict[str, Any]] = []
     pulled: dict[int, StoredImage] = {}
     seen: set[tuple[str | None, str | None]] = set()
+    wanted = list(dict.fromkeys(ImageId.of(shape) for shape in image_ids))
     async with svc.db.read() as conn:
         repo = await open_repository(conn, caller, account_id, repository, "ecr:BatchGetImage")
-        for image_id in dict.fromkeys(ImageId.of(shape) for shape in image_ids):
-            image, problem = await _resolve(conn, repo, image_id)
-            if image is None:
-                failures.append(_failure(image_id, problem or NOT_FOUND))
-                continue
-            if accepted_media_types and image.media_type not in accepted_media_types:
-                failures.append(
-                    _failure(image_id, ("ImageNotFound", "Requested image not found in the accepted media types"))
-                )
-                continue
-            answers = [image_id.tag] if image_id.tag else (await _tags_of(conn, [image.id]))[image.id] or [None]
-            for tag in answers:
-                if (tag, image.digest) not in seen:
-                    seen.add((tag, image.digest))
-                    found.append(_image_shape(repo, image, tag))
-            pulled[image.id] = image
-    for image in pulled.values():
-        await record_pull_time(svc, image)
+        resolved = await _resolve_all(conn, repo, wanted)
+        by_digest_only = [image.id for i, (image, _) in resolved.items() if image is not None and i.tag is None]
+        tag_names = await _tags_of(conn, list(dict.fromkeys(by_digest_only)))
+    for image_id in wanted:
+        image, problem = resolved[image_id]
+        if image is None:
+            failures.append(_failure(image_id, problem or NOT_FOUND))
+            continue
+        served = _served(image, image_id, accepted_media_types)
+        answers = [image_id.tag] if image_id.tag else tag_names[image.id] or [None]
+        for tag in answers:
+            if (tag, image.digest) not in seen:
+                seen.add((tag, image.digest))
+                found.append(_image_shape(repo, image, tag, served))
+        pulled[image.id] = image
+    await record_pull_times(svc, pulled.values())
     return {"images": found, "failures": failures}
 
 
