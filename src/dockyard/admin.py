@@ -1,4 +1,4 @@
-"""`dockyard admin …`: accounts, IAM users, groups, keys and policies without the AWS CLI.
+"""`dockyard admin …`: accounts, IAM users, groups, roles, keys and policies without the AWS CLI.
 
 Each command runs the same core operation the IAM API runs, as the account's root user, against
 the data directory (or database) directly; the server need not be running. Output is the IAM
@@ -112,7 +112,7 @@ async def _printable(pending: Awaitable[Any]) -> Any:
 @click.option("--region", default=DEFAULT_REGION, show_default=True)
 @click.pass_context
 def admin(ctx: click.Context, data_dir: Path, database_url: str | None, account_id: str, region: str) -> None:
-    """Manage accounts, IAM users, groups, access keys and policies (as the account's root user)."""
+    """Manage accounts, IAM users, groups, roles, access keys and policies (as the account's root user)."""
     if not _ACCOUNT_ID.fullmatch(account_id):
         raise click.BadParameter("an account ID is 12 digits", param_hint="--account-id")
     settings = Settings(data_dir=data_dir.resolve(), database_url=database_url, account_id=account_id, region=region)
@@ -331,3 +331,107 @@ def create_policy(
     """Create customer managed policy POLICY_NAME; DOCUMENT is JSON, @file or file://path."""
     new = iam_policies.NewPolicy(name=policy_name, document=_document(document), path=path, description=description)
     _account_command(ctx, lambda svc, caller: iam_policies.create_policy(svc, caller, new))
+
+
+@admin.command("list-policies")
+@click.option("--scope", type=click.Choice(["All", "AWS", "Local"]), default="All", show_default=True)
+@click.option("--only-attached", is_flag=True, help="only policies attached to a user, group or role")
+@click.pass_context
+def list_policies(ctx: click.Context, scope: str, only_attached: bool) -> None:
+    """Managed policies: AWS's (under arn:aws:iam::aws:policy/) and the account's own."""
+    listing = iam_policies.PolicyListing(scope=scope, only_attached=only_attached, max_items=1000)
+    _account_command(ctx, lambda svc, caller: iam_policies.list_policies(svc, caller, listing))
+
+
+@admin.command("delete-policy")
+@click.argument("policy")
+@click.pass_context
+def delete_policy(ctx: click.Context, policy: str) -> None:
+    """Delete customer managed POLICY (a name or an ARN; it must be detached everywhere first)."""
+    _account_command(
+        ctx, lambda svc, caller: iam_policies.delete_policy(svc, caller, _policy_arn(caller.account_id, policy))
+    )
+
+
+@admin.command("delete-inline-policy")
+@click.argument("kind", type=_KINDS)
+@click.argument("name")
+@click.argument("policy_name")
+@click.pass_context
+def delete_inline_policy(ctx: click.Context, kind: str, name: str, policy_name: str) -> None:
+    """Delete inline policy POLICY_NAME of the user, group or role NAME."""
+    _account_command(
+        ctx,
+        lambda svc, caller: iam_policies.delete_inline_policy(
+            svc,
+            caller,
+            kind,  # type: ignore[arg-type]
+            name,
+            policy_name,
+        ),
+    )
+
+
+@admin.command("list-groups")
+@click.pass_context
+def list_groups(ctx: click.Context) -> None:
+    """The account's IAM groups."""
+    _account_command(ctx, lambda svc, caller: iam_entities.list_groups(svc, caller, None, None, 1000))
+
+
+@admin.command("remove-user-from-group")
+@click.argument("group_name")
+@click.argument("user_name")
+@click.pass_context
+def remove_user_from_group(ctx: click.Context, group_name: str, user_name: str) -> None:
+    """Remove USER_NAME from GROUP_NAME."""
+    _account_command(ctx, lambda svc, caller: iam_entities.remove_user_from_group(svc, caller, group_name, user_name))
+
+
+@admin.command("delete-group")
+@click.argument("group_name")
+@click.pass_context
+def delete_group(ctx: click.Context, group_name: str) -> None:
+    """Delete IAM group GROUP_NAME (its members and policies must be gone first)."""
+    _account_command(ctx, lambda svc, caller: iam_entities.delete_group(svc, caller, group_name))
+
+
+@admin.command("create-role")
+@click.argument("role_name")
+@click.argument("trust_policy")
+@click.option("--path", default=None)
+@click.option("--description", default=None)
+@click.option("--max-session-duration", type=click.IntRange(3600, 43200), default=None, help="seconds")
+@click.pass_context
+def create_role(
+    ctx: click.Context,
+    role_name: str,
+    trust_policy: str,
+    path: str | None,
+    description: str | None,
+    max_session_duration: int | None,
+) -> None:
+    """Create IAM role ROLE_NAME; TRUST_POLICY (who may assume it) is JSON, @file or file://path."""
+    new = iam_entities.NewRole(
+        name=role_name,
+        trust_policy=_document(trust_policy),
+        path=path,
+        description=description,
+        max_session_duration=max_session_duration,
+    )
+    _account_command(ctx, lambda svc, caller: iam_entities.create_role(svc, caller, new))
+
+
+@admin.command("list-roles")
+@click.pass_context
+def list_roles(ctx: click.Context) -> None:
+    """The account's IAM roles."""
+    _account_command(ctx, lambda svc, caller: iam_entities.list_roles(svc, caller, None, None, 1000))
+
+
+@admin.command("delete-role")
+@click.argument("role_name")
+@click.pass_context
+def delete_role(ctx: click.Context, role_name: str) -> None:
+    """Delete IAM role ROLE_NAME (its policies must be gone first)."""
+    _account_command(ctx, lambda svc, caller: iam_entities.delete_role(svc, caller, role_name))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 DEFAULT_ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -69,6 +71,16 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     database_url: str | None = None
+    # Where blobs live: None for <data_dir>/storage, a directory, or s3://bucket/prefix.
+    blob_store: str | None = None
+    # An S3-compatible endpoint (MinIO, Ceph RGW, R2...); None is AWS S3. Credentials come from the
+    # usual AWS sources (AWS_ACCESS_KEY_ID..., a profile, an instance role).
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # Answer blob GETs with a redirect to a presigned object URL instead of streaming through the node.
+    s3_redirect: bool = False
+    # Shared state between nodes (throttling buckets); None keeps it in each process.
+    redis_url: str | None = None
     # Durable commits (fsync) on SQLite; off only for throwaway benchmarks.
     sync_writes: bool = True
     token_lifetime_seconds: int = 12 * 3600
@@ -101,6 +113,14 @@ class Settings:
     @property
     def audit_dir(self) -> Path:
         return self.data_dir / "audit"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML config file's settings as {option name: value}: keys are the long option names,
+    with dashes or underscores (`database-url = "postgresql+asyncpg://..."`)."""
+    with open(path, "rb") as handle:
+        data = tomllib.load(handle)
+    return {key.replace("-", "_"): value for key, value in data.items()}
 
 
 def env_root_key() -> tuple[str, str] | None:

@@ -21,7 +21,7 @@ from dockyard.observe import metrics
 from dockyard.observe.classify import CLOUDTRAIL_TARGET_PREFIX
 from dockyard.observe.middleware import ObserveMiddleware
 from dockyard.store import schema
-from dockyard.throttle import RateLimit, RateLimiter, TokenBuckets
+from dockyard.throttle import RateLimit, RateLimiter, RedisTokenBuckets, TokenBuckets
 from dockyard.workers.housekeeping import Housekeeping
 
 __all__ = ["CLOUDTRAIL_TARGET_PREFIX", "Ops", "audit_trail", "rate_limiter"]
@@ -30,6 +30,8 @@ READY_TIMEOUT = 5.0
 
 def rate_limiter(svc: Services) -> RateLimiter:
     limits = {name: RateLimit(*values) for name, values in svc.settings.operations.rate_limits.items()}
+    if svc.settings.redis_url:
+        return RedisTokenBuckets(svc.settings.redis_url, limits)
     return TokenBuckets(limits)
 
 
@@ -64,6 +66,7 @@ class Ops:
 
     async def stop(self) -> None:
         await self.housekeeping.stop()
+        await self.limiter.close()
         await asyncio.to_thread(self.trail.close)
         metrics.mark_process_dead(os.getpid())
 

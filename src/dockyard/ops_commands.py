@@ -22,6 +22,22 @@ from dockyard.observe import logs
 from dockyard.throttle import limits_as_settings, parse_rate_limits
 
 METRICS_DIR = "metrics"
+# `--rate-limit ecr`: the per-account request quotas today's ECR user guide publishes for the push
+# and pull operations (GetAuthorizationToken keeps the seed's 1 per second, burst 50).
+ECR_QUOTAS_PRESET = "ecr"
+ECR_QUOTAS = (
+    "BatchCheckLayerAvailability=1000,BatchGetImage=2000,GetDownloadUrlForLayer=3000,"
+    "InitiateLayerUpload=100,UploadLayerPart=500,CompleteLayerUpload=100,PutImage=10"
+)
+
+
+def expand_rate_limit_presets(specs: tuple[str, ...] | list[str]) -> list[str]:
+    """`--rate-limit` values with the `ecr` preset spelled out; later items override earlier ones."""
+    expanded = []
+    for spec in specs:
+        for item in spec.split(","):
+            expanded.append(ECR_QUOTAS if item.strip().lower() == ECR_QUOTAS_PRESET else item)
+    return expanded
 
 
 def operations_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,6 +52,7 @@ def operations_options(command: Callable[..., Any]) -> Callable[..., Any]:
             envvar="DOCKYARD_RATE_LIMITS",
             help="OPERATION=RATE[:BURST] per account (e.g. BatchGetImage=2000:4000; '*' for every other "
             "operation; OPERATION=off). Repeatable, or comma-separated in DOCKYARD_RATE_LIMITS. "
+            "'ecr' applies ECR's published quotas (PutImage=10, BatchGetImage=2000, ...). "
             "Default: GetAuthorizationToken=1:50, nothing else limited.",
         ),
         click.option(
@@ -83,7 +100,7 @@ def operations_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         try:
-            limits = parse_rate_limits(kwargs.pop("rate_limits"))
+            limits = parse_rate_limits(expand_rate_limit_presets(kwargs.pop("rate_limits")))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--rate-limit") from None
         kwargs["operations"] = Operations(

@@ -1,17 +1,20 @@
 """Request throttling: a token bucket per account and operation, as ECR throttles its API.
 
 `RateLimiter` is what the doors ask ("may this account call this operation now?"). The in-process
-`TokenBuckets` answers for one process; a limiter shared by several nodes (Redis, say) only has to
-implement the same one method. With `dockyard serve --workers N` each worker keeps its own buckets,
-so an account gets up to N times the configured rate until such a shared limiter exists."""
+`TokenBuckets` answers for one process: with `dockyard serve --workers N` each worker keeps its own
+buckets, so an account gets up to N times the configured rate. `RedisTokenBuckets` (with
+--redis-url) keeps the buckets in Redis, so every worker of every node draws from the same ones."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from redis.exceptions import RedisError
 
 # The seed: "the throttle for the GetAuthorizationToken action is 1 transaction per second (TPS),
 # with a 50 TPS burst allowed". Every other operation is unlimited unless configured.
@@ -22,10 +25,15 @@ ANY_OPERATION = "*"
 MAX_BUCKETS = 100_000
 
 
+log = logging.getLogger("dockyard.throttle")
+
+
 class RateLimiter(Protocol):
     async def admit(self, account_id: str, operation: str) -> bool:
         """Take one token for (account, operation); False means answer "Rate exceeded"."""
         ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,9 @@ class TokenBuckets:
     async def admit(self, account_id: str, operation: str) -> bool:
         return self.try_take(account_id, operation)
 
+    async def close(self) -> None:
+        return None
+
     def try_take(self, account_id: str, operation: str) -> bool:
         limit = self.limit_for(operation)
         if limit is None:
@@ -89,6 +100,72 @@ class TokenBuckets:
             limit = self.limit_for(key[1])
             if limit is None or bucket.tokens + (now - bucket.updated) * limit.rate >= limit.burst:
                 del self._buckets[key]
+
+
+# One bucket as a Redis hash {tokens, updated}, refilled and taken from atomically. The clock is
+# Redis's own (TIME), so nodes whose clocks disagree still share one bucket correctly; an idle
+# bucket expires once it would have refilled anyway.
+_TAKE_SCRIPT = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
+local tokens = tonumber(state[1])
+local updated = tonumber(state[2])
+if tokens == nil or updated == nil then
+  tokens = burst
+else
+  tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
+end
+local admitted = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  admitted = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'updated', string.format('%.6f', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return admitted
+"""
+# How often a Redis outage is logged while requests are admitted without throttling.
+_OUTAGE_LOG_SECONDS = 60.0
+
+
+class RedisTokenBuckets:
+    """Token buckets in Redis, shared by every process that uses the same Redis (one per cluster).
+
+    When Redis cannot be reached, requests are admitted (and the outage logged): throttling
+    protects the service, it should not take the registry down with it."""
+
+    def __init__(self, url: str, limits: Mapping[str, RateLimit], prefix: str = "dockyard:throttle:") -> None:
+        from redis.asyncio import Redis
+
+        self._limits = dict(limits)
+        self._default = self._limits.pop(ANY_OPERATION, None)
+        self._redis = Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._take = self._redis.register_script(_TAKE_SCRIPT)
+        self._prefix = prefix
+        self._last_outage_log = 0.0
+
+    def limit_for(self, operation: str) -> RateLimit | None:
+        return self._limits.get(operation, self._default)
+
+    async def admit(self, account_id: str, operation: str) -> bool:
+        limit = self.limit_for(operation)
+        if limit is None:
+            return True
+        key = f"{self._prefix}{account_id}:{operation}"
+        try:
+            return bool(await self._take(keys=[key], args=[limit.rate, limit.burst]))
+        except (OSError, ConnectionError, TimeoutError, RedisError) as exc:
+            now = time.monotonic()
+            if now - self._last_outage_log >= _OUTAGE_LOG_SECONDS:
+                self._last_outage_log = now
+                log.warning("throttling is off while Redis is unreachable: %s", exc)
+            return True
+
+    async def close(self) -> None:
+        await self._redis.aclose()
 
 
 def parse_rate_limits(

@@ -1,16 +1,20 @@
 """The web console in a real headless Chromium: the seed's walkthrough of the Repositories pages.
 
-Sign in with the root key, create a repository, push an image with podman and find it (size and
-digest) on the Images tab, create an IAM user with an access key (console) and a policy that only
-allows logging in (IAM API), grant it pull through a Pull only statement on the Permissions tab,
-check with podman that it can pull and not push, then delete the image and the repository.
-Every page is saved as a screenshot under test-artifacts/."""
+Sign in with the root key, create a repository (scan on push), push an image with podman and find
+it (size, digest, scan status and severity counts) on the Images tab and its findings; create an
+IAM user with an access key (console) and a policy that only allows logging in (IAM API), grant
+it pull through a Pull only statement on the Permissions tab, check with podman that it can pull
+and not push, then delete the image and the repository. Every page is saved as a screenshot
+under test-artifacts/."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -18,13 +22,29 @@ from playwright.sync_api import Browser, Page, expect
 from tests.support.browser import Screenshots
 from tests.support.clients import AwsCli, Boto3Clients, Podman
 from tests.support.images import BuiltImage, build_image
-from tests.support.server import DockyardServer, ServerFactory
+from tests.support.scan_images import OSV_FIXTURES, python_packages
+from tests.support.server import DockyardServer, ServerFactory, dockyard_command
 
 REPOSITORY = "console-e2e/web-app"
 TAG = "v1"
 PULLER = "console-puller"
 LOGIN_ONLY = {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}
 LOGIN_ONLY_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [LOGIN_ONLY]})
+LIFECYCLE_POLICY = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "description": "Expire untagged images after 14 days",
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": 14,
+            },
+            "action": {"type": "expire"},
+        }
+    ]
+}
 
 
 @pytest.fixture
@@ -57,6 +77,30 @@ def sign_in(
     expect(page.get_by_role("heading", name="Repositories", exact=True)).to_be_visible()
 
 
+def import_advisories(server: DockyardServer) -> None:
+    """The Python advisories of the test OSV fixtures, so the pushed image has findings to show."""
+    done = subprocess.run(
+        [*dockyard_command(), "vulndb", "import", str(OSV_FIXTURES / "PyPI"), "--data-dir", str(server.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=server.server_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def wait_for_scan(ecr: Any, digest: str, timeout: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        described = ecr.describe_images(repositoryName=REPOSITORY, imageIds=[{"imageDigest": digest}])
+        details: dict[str, Any] = described["imageDetails"][0]
+        if details.get("imageScanStatus", {}).get("status") not in (None, "IN_PROGRESS"):
+            return details
+        assert time.monotonic() < deadline, details
+        time.sleep(0.3)
+
+
 def push_image(podman: Podman, aws: AwsCli, server: DockyardServer, image: BuiltImage) -> tuple[str, str]:
     """(local image id, pushed manifest digest)."""
     password = aws("ecr", "get-login-password")
@@ -76,6 +120,7 @@ def test_console_walkthrough(
     tmp_path: Path,
 ) -> None:
     aws, boto3_client = AwsCli(server), Boto3Clients(server)
+    import_advisories(server)
     page = new_page(chromium)
     sign_in(page, server, server.access_key_id, server.secret_access_key, screenshots)
     screenshots(page, "repositories-empty")
@@ -103,15 +148,18 @@ def test_console_walkthrough(
     screenshots(page, "push-commands")
 
     # Push with podman, then find the image with its digest and size.
-    image = build_image(tmp_path / "layout", TAG, [300_000, 4096], seed="console")
+    # PyYAML 5.3.1 has one known CRITICAL advisory (CVE-2020-14343): scan on push finds it.
+    image = build_image(tmp_path / "layout", TAG, [python_packages({"PyYAML": "5.3.1"}), 300_000, 4096], seed="console")
     image_id, digest = push_image(podman, aws, server, image)
-    described = boto3_client("ecr").describe_images(repositoryName=REPOSITORY)["imageDetails"][0]
-    assert described["imageDigest"] == digest
+    described = wait_for_scan(boto3_client("ecr"), digest)
+    assert described["imageScanStatus"]["status"] == "COMPLETE", described
     page.get_by_role("link", name="Images", exact=True).click()
     row = page.locator("table.images tbody tr").filter(has_text=digest)
     expect(row).to_have_count(1)
     expect(row.get_by_role("rowheader")).to_have_text(TAG)
     expect(row.locator("td.number")).to_have_text(f"{described['imageSizeInBytes'] / 1048576:.2f}")
+    expect(row).to_contain_text("COMPLETE")
+    expect(row.locator(".severities")).to_contain_text("CRITICAL: 1")
     expect(page.get_by_text("Image sizes may appear compressed.")).to_be_visible()
     page.get_by_label("Tag status").select_option("untagged")
     expect(page.locator("table.images")).to_contain_text("No untagged images")
@@ -121,9 +169,27 @@ def test_console_walkthrough(
     row.get_by_role("link", name="Scan findings").click()
     expect(page.get_by_role("heading", name="Scan findings")).to_be_visible()
     expect(page.locator("main")).to_contain_text(digest)
+    finding = page.locator("tbody tr").filter(has_text="CVE-2020-14343")
+    expect(finding).to_contain_text("CRITICAL")
+    expect(finding).to_contain_text("PyYAML")
     screenshots(page, "scan-findings")
     page.get_by_role("link", name="Settings", exact=True).click()
     expect(page.get_by_label("Scan on push")).to_be_checked()
+    # A lifecycle policy: ECR's own validation message for a bad one, then a good one saved.
+    page.get_by_label("Lifecycle policy JSON").fill('{"rules": [{"rulePriority": 0}]}')
+    page.get_by_role("button", name="Save lifecycle policy").click()
+    expect(page.get_by_role("alert")).to_contain_text("InvalidParameterException")
+    page.get_by_label("Lifecycle policy JSON").fill(json.dumps(LIFECYCLE_POLICY))
+    page.get_by_role("button", name="Save lifecycle policy").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved the lifecycle policy.")
+    stored = boto3_client("ecr").get_lifecycle_policy(repositoryName=REPOSITORY)["lifecyclePolicyText"]
+    assert json.loads(stored) == LIFECYCLE_POLICY
+    # Tag immutability.
+    page.get_by_label(re.compile(r"\(IMMUTABLE\)")).check()
+    page.get_by_role("button", name="Save tag mutability").click()
+    expect(page.get_by_label(re.compile(r"\(IMMUTABLE\)"))).to_be_checked()
+    repository = boto3_client("ecr").describe_repositories(repositoryNames=[REPOSITORY])["repositories"][0]
+    assert repository["imageTagMutability"] == "IMMUTABLE"
     screenshots(page, "settings")
 
     # An IAM user with a console-created key, and (IAM API) a policy that only allows logging in.
@@ -167,7 +233,16 @@ def test_console_walkthrough(
     expect(statement).to_contain_text(f"arn:aws:iam::{server.account_id}:user/{PULLER}")
     screenshots(page, "permissions")
     page.get_by_role("link", name="Edit policy JSON").click()
-    policy = json.loads(page.get_by_label("Repository policy").input_value())
+    text = page.get_by_label("Repository policy").input_value()
+    policy = json.loads(text)
+    # The JSON is validated before it is saved: a statement without a Principal is refused.
+    page.get_by_label("Repository policy").fill(
+        json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*"}]})
+    )
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".error")).to_contain_text("InvalidParameterException")
+    screenshots(page, "policy-json-invalid")
+    page.get_by_label("Repository policy").fill(text)
     assert policy["Statement"][0]["Action"] == [
         "ecr:GetDownloadUrlForLayer",
         "ecr:BatchGetImage",

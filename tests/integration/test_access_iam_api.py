@@ -485,3 +485,48 @@ def test_admin_commands_manage_identities(aws: AwsCli, dockyard_server: Dockyard
     admin(dockyard_server, "update-access-key", key["AccessKeyId"], "--user-name", name, "--status", "Inactive")
     refused = aws("sts", "get-caller-identity", env=user.env(), check=False)
     assert "(InvalidClientTokenId)" in aws_error(refused)
+
+
+def test_admin_commands_for_roles_groups_and_policies(aws: AwsCli, dockyard_server: DockyardServer) -> None:
+    """Roles, groups and policies through `dockyard admin`, used through the real AWS CLI."""
+    tag = suffix()
+    account = dockyard_server.account_id
+    user, role, group = f"adm-user-{tag}", f"adm-role-{tag}", f"adm-group-{tag}"
+    created = admin(dockyard_server, "create-user", user)["User"]
+    key = admin(dockyard_server, "create-access-key", user)["AccessKey"]
+    me = Identity(user, account, key["AccessKeyId"], key["SecretAccessKey"], arn=created["Arn"])
+    # Naming the account (not the user) delegates to the account's identity policies.
+    trust = policy({"Effect": "Allow", "Principal": {"AWS": account}, "Action": "sts:AssumeRole"})
+    role_arn = admin(dockyard_server, "create-role", role, json.dumps(trust), "--description", "CI")["Role"]["Arn"]
+    assert role_arn == f"arn:aws:iam::{account}:role/{role}"
+    assert role in [r["RoleName"] for r in admin(dockyard_server, "list-roles")["Roles"]]
+    admin(dockyard_server, "attach-policy", "role", role, "AmazonEC2ContainerRegistryReadOnly")
+    # The user may assume the role once a policy of its own allows it: through a group.
+    admin(dockyard_server, "create-group", group)
+    admin(dockyard_server, "add-user-to-group", group, user)
+    assume = policy(allow("sts:AssumeRole", role_arn))
+    admin(dockyard_server, "create-policy", f"assume-{tag}", json.dumps(assume))
+    admin(dockyard_server, "attach-policy", "group", group, f"assume-{tag}")
+    local = [p["PolicyName"] for p in admin(dockyard_server, "list-policies", "--scope", "Local")["Policies"]]
+    assert f"assume-{tag}" in local
+    assert group in [g["GroupName"] for g in admin(dockyard_server, "list-groups")["Groups"]]
+    assumed = aws("sts", "assume-role", "--role-arn", role_arn, "--role-session-name", "ci", env=me.env())
+    assert assumed["AssumedRoleUser"]["Arn"] == f"arn:aws:sts::{account}:assumed-role/{role}/ci"
+    # Out of the group, the user's own policies no longer allow it.
+    admin(dockyard_server, "remove-user-from-group", group, user)
+    refused = aws("sts", "assume-role", "--role-arn", role_arn, "--role-session-name", "ci", env=me.env(), check=False)
+    assert aws_error(refused).endswith("because no identity-based policy allows the sts:AssumeRole action")
+    # Clean-up in IAM's order: policies detached before what they are attached to goes.
+    admin(dockyard_server, "detach-policy", "group", group, f"assume-{tag}")
+    admin(dockyard_server, "delete-policy", f"assume-{tag}")
+    admin(dockyard_server, "delete-group", group)
+    admin(dockyard_server, "detach-policy", "role", role, "AmazonEC2ContainerRegistryReadOnly")
+    admin(dockyard_server, "put-policy", "role", role, "inline", json.dumps(policy(allow("ecr:ListImages"))))
+    admin(dockyard_server, "delete-inline-policy", "role", role, "inline")
+    admin(dockyard_server, "delete-role", role)
+    assert role not in [r["RoleName"] for r in admin(dockyard_server, "list-roles")["Roles"]]
+    missing = aws("iam", "get-role", "--role-name", role, check=False)
+    assert aws_error(missing) == (
+        "An error occurred (NoSuchEntity) when calling the GetRole operation: "
+        f"The role with name {role} cannot be found."
+    )

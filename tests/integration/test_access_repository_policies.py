@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.support.clients import (
     AwsCli,
@@ -39,6 +40,7 @@ from tests.support.identities import (
     suffix,
 )
 from tests.support.images import BuiltImage, build_image
+from tests.support.registry_http import RegistryHttp
 from tests.support.server import DockyardServer
 
 PULL = ["ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage", "ecr:BatchCheckLayerAvailability"]
@@ -365,3 +367,89 @@ def test_another_accounts_registry_by_its_ecr_host_name(
         assert missing.returncode != 0
     finally:
         second_ecr.delete_repository(repositoryName=other_repository, force=True)
+
+
+def _registry_denial(response: requests.Response) -> str:
+    """The message of the registry API's 403 DENIED answer."""
+    assert response.status_code == 403, (response.status_code, response.text)
+    errors = response.json()["errors"]
+    assert [error["code"] for error in errors] == ["DENIED"], errors
+    return str(errors[0]["message"])
+
+
+def test_the_registry_api_answers_403_denied_with_aws_message(setup: Setup) -> None:
+    """What skopeo reports as "denied" is, on the wire, a 403 DENIED carrying AWS's own sentence:
+    each registry request refused as the ECR action that governs it, in both of its forms."""
+    outsider = setup.owner.user(f"wire-{suffix()}", inline=AUTH_ONLY)
+    as_outsider = RegistryHttp(setup.server.url, setup.password(outsider))
+    repository = setup.repository
+    assert setup.image is not None
+    requests_and_actions = [
+        (("GET", f"/v2/{repository}/manifests/v1"), "ecr:BatchGetImage"),
+        (("GET", f"/v2/{repository}/blobs/{setup.image.blobs[0].digest}"), "ecr:GetDownloadUrlForLayer"),
+        (("POST", f"/v2/{repository}/blobs/uploads/"), "ecr:InitiateLayerUpload"),
+        (("GET", f"/v2/{repository}/tags/list"), "ecr:ListImages"),
+        (("DELETE", f"/v2/{repository}/manifests/{setup.image.digest}"), "ecr:BatchDeleteImage"),
+    ]
+    for (method, path), action in requests_and_actions:
+        message = _registry_denial(as_outsider.request(method, path))
+        assert message == (
+            f"User: {outsider.arn} is not authorized to perform: {action} on resource: {setup.arn} "
+            f"because no identity-based policy allows the {action} action"
+        )
+    # A HEAD has no body, only the status.
+    assert as_outsider.request("HEAD", f"/v2/{repository}/manifests/v1").status_code == 403
+    # A deny in the repository policy binds even the account's root user.
+    setup.set_policy(
+        policy({"Sid": "DenyPull", "Effect": "Deny", "Principal": "*", "Action": PULL}, version="2008-10-17")
+    )
+    root = root_identity(setup.server)
+    as_root = RegistryHttp(setup.server.url, setup.password(root))
+    message = _registry_denial(as_root.request("GET", f"/v2/{repository}/manifests/v1"))
+    assert message == (
+        f"User: {root.arn} is not authorized to perform: ecr:BatchGetImage on resource: {setup.arn} "
+        "with an explicit deny in a resource-based policy"
+    )
+    assert as_root.request("GET", f"/v2/{repository}/tags/list").status_code == 200
+
+
+def test_tag_conditions_decide_on_every_path(setup: Setup) -> None:
+    """ecr:ResourceTag/… on the repository's own tags (registry pulls and API calls alike), and
+    aws:RequestTag/… with aws:TagKeys on the tags a request sets."""
+    web_only = {"StringEquals": {"ecr:ResourceTag/team": "web"}}
+    user = setup.owner.user(
+        f"tagged-{suffix()}",
+        inline=policy(
+            allow("ecr:GetAuthorizationToken"),
+            {**allow([*PULL, "ecr:ListImages"]), "Condition": web_only},
+            {
+                **allow(["ecr:CreateRepository", "ecr:TagResource"]),
+                "Condition": {
+                    "StringEquals": {"aws:RequestTag/team": "web"},
+                    "ForAllValues:StringEquals": {"aws:TagKeys": ["team"]},
+                },
+            },
+            allow("ecr:DeleteRepository"),
+        ),
+    )
+    assert not setup.can_pull(user)
+    listing = ("list-images", "--repository-name", setup.repository)
+    assert setup.ecr_api(user, *listing) == access_denied(user, "ecr:ListImages", setup.arn)
+    setup.aws("ecr", "tag-resource", "--resource-arn", setup.arn, "--tags", "Key=team,Value=web")
+    assert setup.can_pull(user)
+    assert setup.ecr_api(user, *listing) == ""
+    setup.aws("ecr", "tag-resource", "--resource-arn", setup.arn, "--tags", "Key=team,Value=db")
+    assert not setup.can_pull(user)
+
+    name = f"tagged-{suffix()}"
+    arn = setup.arn.rsplit("/", 1)[0] + f"/{name}"
+    create = ("create-repository", "--repository-name", name)
+    assert setup.ecr_api(user, *create) == access_denied(user, "ecr:CreateRepository", arn)
+    assert setup.ecr_api(user, *create, "--tags", "Key=team,Value=db") == (
+        access_denied(user, "ecr:CreateRepository", arn)
+    )
+    assert setup.ecr_api(user, *create, "--tags", "Key=team,Value=web", "Key=owner,Value=me") == (
+        access_denied(user, "ecr:CreateRepository", arn)
+    )
+    assert setup.ecr_api(user, *create, "--tags", "Key=team,Value=web") == ""
+    assert setup.ecr_api(user, "delete-repository", "--repository-name", name) == ""

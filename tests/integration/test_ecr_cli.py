@@ -124,3 +124,22 @@ def test_auto_pagination_query_and_output_formats(
     assert queried == "v1\n"
     table = cli_text(aws, "ecr", "list-images", "--repository-name", f"{base}/r0", "--output", "table")
     assert "ListImages" in table and "imageIds" in table and image.digest in table and "v1" in table
+
+
+def test_waiting_for_a_lifecycle_policy_preview(aws: AwsCli, names: list[str], tmp_path: Path, ecr: Any) -> None:
+    """`aws ecr wait lifecycle-policy-preview-complete` returns once the preview is COMPLETE."""
+    name = unique("preview")
+    names.append(name)
+    aws("ecr", "create-repository", "--repository-name", name)
+    for tag in ("old", "new"):
+        push(ecr, name, build_image(tmp_path / tag, tag, [64]), tag)
+    policy = (
+        '{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan",'
+        '"countNumber":1},"action":{"type":"expire"}}]}'
+    )
+    started = aws("ecr", "start-lifecycle-policy-preview", "--repository-name", name, "--lifecycle-policy-text", policy)
+    assert started["repositoryName"] == name
+    assert aws("ecr", "wait", "lifecycle-policy-preview-complete", "--repository-name", name) is None
+    preview = aws("ecr", "get-lifecycle-policy-preview", "--repository-name", name)
+    assert preview["status"] == "COMPLETE"
+    assert preview["summary"] == {"expiringImageTotalCount": 1}

@@ -19,6 +19,10 @@ from tests.support.images import Blob, build_image, random_bytes, sha256_digest
 from tests.support.server import DockyardServer
 
 MiB = 1024 * 1024
+INVALID_PART = (
+    "The layer part size is not valid, or the first byte specified is not consecutive to the last byte of a "
+    "previous layer part upload."
+)
 
 
 @pytest.fixture
@@ -107,16 +111,25 @@ def test_download_urls(ecr: Any, repo: str, tmp_path: Path, dockyard_server: Doc
     refused = requests.get(forged, timeout=30)
     assert refused.status_code == 403 and "<Code>AccessDenied</Code>" in refused.text
 
+    unknown_digest = "sha256:" + "1" * 64
     with pytest.raises(ClientError) as unknown:
-        ecr.get_download_url_for_layer(repositoryName=repo, layerDigest="sha256:" + "1" * 64)
-    assert error_of(unknown)[0] == "LayersNotFoundException"
+        ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=unknown_digest)
+    assert error_of(unknown) == (
+        "LayersNotFoundException",
+        f"The layer with digest '{unknown_digest}' does not exist within the repository with name '{repo}' "
+        f"in the registry with id '{dockyard_server.account_id}'",
+    )
 
     # A layer no image refers to is in the repository, but not to be downloaded.
     loose = Blob("application/octet-stream", b"loose bytes")
     upload_blob(ecr, repo, loose)
     with pytest.raises(ClientError) as inaccessible:
         ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=loose.digest)
-    assert error_of(inaccessible)[0] == "LayerInaccessibleException"
+    assert error_of(inaccessible) == (
+        "LayerInaccessibleException",
+        "The specified layer is not available because it is not associated with an image. "
+        "Unassociated image layers may be cleaned up at any time.",
+    )
 
 
 def test_upload_refusals(ecr: Any, repo: str, dockyard_server: DockyardServer) -> None:
@@ -135,7 +148,7 @@ def test_upload_refusals(ecr: Any, repo: str, dockyard_server: DockyardServer) -
     upload_id = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
     with pytest.raises(ClientError) as empty:
         ecr.complete_layer_upload(repositoryName=repo, uploadId=upload_id, layerDigests=[sha256_digest(b"")])
-    assert error_of(empty)[0] == "EmptyUploadException"
+    assert error_of(empty) == ("EmptyUploadException", "The specified layer upload does not contain any layer parts.")
 
     small = random_bytes(MiB, "small part")
     ecr.upload_layer_part(
@@ -145,21 +158,34 @@ def test_upload_refusals(ecr: Any, repo: str, dockyard_server: DockyardServer) -
         ecr.upload_layer_part(
             repositoryName=repo, uploadId=upload_id, partFirstByte=5, partLastByte=9, layerPartBlob=b"12345"
         )
-    code, _ = error_of(out_of_order)
-    assert code == "InvalidLayerPartException"
+    assert error_of(out_of_order) == ("InvalidLayerPartException", INVALID_PART)
     assert out_of_order.value.response["lastValidByteReceived"] == MiB - 1
     assert out_of_order.value.response["uploadId"] == upload_id
-    with pytest.raises(ClientError) as too_small:
+    with pytest.raises(ClientError) as mismatch:
+        ecr.complete_layer_upload(repositoryName=repo, uploadId=upload_id, layerDigests=[sha256_digest(b"other")])
+    assert error_of(mismatch) == (
+        "InvalidLayerException",
+        "The layer digest calculation performed by Amazon ECR upon receipt of the image layer does not match "
+        "the digest specified.",
+    )
+
+    # A part under 5 MiB followed by another is only refused when the upload completes, as the
+    # model has it (LayerPartTooSmallException belongs to CompleteLayerUpload).
+    small_id = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+    for first, part in ((0, small), (MiB, b"!")):
         ecr.upload_layer_part(
-            repositoryName=repo, uploadId=upload_id, partFirstByte=MiB, partLastByte=MiB, layerPartBlob=b"!"
+            repositoryName=repo,
+            uploadId=small_id,
+            partFirstByte=first,
+            partLastByte=first + len(part) - 1,
+            layerPartBlob=part,
         )
+    with pytest.raises(ClientError) as too_small:
+        ecr.complete_layer_upload(repositoryName=repo, uploadId=small_id, layerDigests=[sha256_digest(small + b"!")])
     assert error_of(too_small) == (
         "LayerPartTooSmallException",
         "All layer parts except the last part should be at least 5MB",
     )
-    with pytest.raises(ClientError) as mismatch:
-        ecr.complete_layer_upload(repositoryName=repo, uploadId=upload_id, layerDigests=[sha256_digest(b"other")])
-    assert error_of(mismatch)[0] == "InvalidLayerException"
 
     big_id = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
     too_big = b"\0" * (10 * MiB + 1)
@@ -167,12 +193,12 @@ def test_upload_refusals(ecr: Any, repo: str, dockyard_server: DockyardServer) -
         ecr.upload_layer_part(
             repositoryName=repo, uploadId=big_id, partFirstByte=0, partLastByte=len(too_big) - 1, layerPartBlob=too_big
         )
-    assert error_of(oversized)[0] == "InvalidLayerPartException"
+    assert error_of(oversized) == ("InvalidLayerPartException", INVALID_PART)
     with pytest.raises(ClientError) as wrong_length:
         ecr.upload_layer_part(
             repositoryName=repo, uploadId=big_id, partFirstByte=0, partLastByte=9, layerPartBlob=b"short"
         )
-    assert error_of(wrong_length)[0] == "InvalidLayerPartException"
+    assert error_of(wrong_length) == ("InvalidLayerPartException", INVALID_PART)
 
 
 def test_completing_a_layer_the_repository_has(ecr: Any, repo: str, dockyard_server: DockyardServer) -> None:

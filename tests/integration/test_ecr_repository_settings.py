@@ -61,7 +61,9 @@ def test_immutable_tags(
     )
 
 
-def test_exclusion_filters(ecr: Any, repo: str, tmp_path: Path) -> None:
+def test_exclusion_filters(
+    ecr: Any, repo: str, tmp_path: Path, aws: AwsCli, skopeo: Skopeo, dockyard_server: DockyardServer
+) -> None:
     first = build_image(tmp_path / "layout", "a", [64], seed="first")
     second = build_image(tmp_path / "layout", "b", [64], seed="second")
     filters = [{"filterType": "WILDCARD", "filter": "latest"}, {"filterType": "WILDCARD", "filter": "dev-*"}]
@@ -90,6 +92,14 @@ def test_exclusion_filters(ecr: Any, repo: str, tmp_path: Path) -> None:
     with pytest.raises(ClientError) as pinned:
         push(ecr, repo, second, "release-1")
     assert error_of(pinned) == immutable_refusal(repo, "release-1")
+
+    # A registry-API manifest PUT obeys the same filters.
+    skopeo.login(dockyard_server.registry, aws("ecr", "get-login-password"))
+    copied = skopeo.copy(second, f"docker://{dockyard_server.registry}/{repo}:release-1", check=False)
+    assert copied.returncode != 0 and "immutable" in copied.stderr
+    skopeo.copy(first, f"docker://{dockyard_server.registry}/{repo}:v1")  # mutable: moves back
+    by_tag = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "release-1"}, {"imageTag": "v1"}])
+    assert [image["imageId"]["imageDigest"] for image in by_tag["images"]] == [first.digest, first.digest]
 
     with pytest.raises(ClientError) as without_filters:
         ecr.put_image_tag_mutability(repositoryName=repo, imageTagMutability="IMMUTABLE_WITH_EXCLUSION")
@@ -155,7 +165,11 @@ def test_resource_tags(ecr: Any, dockyard_server: DockyardServer) -> None:
         assert error_of(reserved)[0] == "InvalidTagParameterException"
         with pytest.raises(ClientError) as too_many:
             ecr.tag_resource(resourceArn=arn, tags=[{"Key": f"k{i}", "Value": "v"} for i in range(50)])
-        assert error_of(too_many)[0] == "TooManyTagsException"
+        assert error_of(too_many) == (
+            "TooManyTagsException",
+            "The list of tags on the repository is over the limit. The maximum number of tags that can be applied "
+            "to a repository is 50.",
+        )
         assert len(ecr.list_tags_for_resource(resourceArn=arn)["tags"]) == 1  # nothing of the refused call
 
     with pytest.raises(ClientError) as bad_arn:
@@ -232,3 +246,36 @@ def test_service_limits_are_enforced_and_configurable(
 
     refused = aws("ecr", "create-repository", "--repository-name", "three", server=server, check=False)
     assert refused.returncode == 255 and "LimitExceededException" in refused.stderr
+
+
+def test_registry_ids(ecr: Any, repo: str, dockyard_server: DockyardServer) -> None:
+    """The caller's own account id as registryId is the default registry; another account's
+    registry answers as AWS does to an outsider without a resource policy: AccessDenied."""
+    account, region = dockyard_server.account_id, dockyard_server.region
+    described = ecr.describe_repositories(registryId=account, repositoryNames=[repo])["repositories"]
+    assert [r["repositoryName"] for r in described] == [repo]
+    assert ecr.list_images(registryId=account, repositoryName=repo)["imageIds"] == []
+    assert ecr.describe_images(registryId=account, repositoryName=repo)["imageDetails"] == []
+
+    foreign = "999999999999"
+    user = f"arn:aws:iam::{account}:root"
+    calls = {
+        "ecr:CreateRepository": (
+            lambda: ecr.create_repository(registryId=foreign, repositoryName=repo),
+            f"repository/{repo}",
+        ),
+        "ecr:DescribeRepositories": (lambda: ecr.describe_repositories(registryId=foreign), "repository/*"),
+        "ecr:ListImages": (lambda: ecr.list_images(registryId=foreign, repositoryName=repo), f"repository/{repo}"),
+        "ecr:InitiateLayerUpload": (
+            lambda: ecr.initiate_layer_upload(registryId=foreign, repositoryName=repo),
+            f"repository/{repo}",
+        ),
+    }
+    for action, (call, resource) in calls.items():
+        with pytest.raises(ClientError) as refused:
+            call()
+        assert error_of(refused) == (
+            "AccessDeniedException",
+            f"User: {user} is not authorized to perform: {action} on resource: "
+            f"arn:aws:ecr:{region}:{foreign}:{resource} because no resource-based policy allows the {action} action",
+        )

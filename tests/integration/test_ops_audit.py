@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -218,3 +219,32 @@ def test_iam_and_sts_calls_are_events_without_their_secrets(dockyard_server_fact
     assert events("CreateUser")[0]["resources"][0]["type"] == "AWS::IAM::User"
     identity = eventually(lambda: events("GetCallerIdentity"))
     assert identity[0]["eventSource"] == "sts.amazonaws.com" and identity[0]["readOnly"] is True
+
+
+def console_sign_in(server: DockyardServer, secret: str) -> requests.Response:
+    """Sign in to the web console as a browser does: the form's CSRF token, then the key pair."""
+    browser = requests.Session()
+    page = browser.get(f"{server.url}/console/sign-in", timeout=10)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, page.text
+    form = {"csrf_token": found.group(1), "access_key_id": server.access_key_id, "secret_access_key": secret}
+    return browser.post(f"{server.url}/console/sign-in", data=form, allow_redirects=False, timeout=10)
+
+
+def test_console_sign_ins_are_events(dockyard_server_factory: ServerFactory) -> None:
+    server = dockyard_server_factory()
+    aws = AwsCli(server)
+    assert console_sign_in(server, "not-the-secret").status_code == 401
+    assert console_sign_in(server, server.secret_access_key).status_code == 303
+
+    events = [json.loads(e["CloudTrailEvent"]) for e in by_name(aws, "ConsoleLogin")]
+    assert [e["responseElements"] for e in events] == [{"ConsoleLogin": "Success"}, {"ConsoleLogin": "Failure"}]
+    success, failure = events
+    assert set(success) >= EVENT_FIELDS
+    assert success["eventSource"] == "signin.amazonaws.com" and success["eventType"] == "AwsConsoleSignIn"
+    assert success["userIdentity"]["arn"] == f"arn:aws:iam::{server.account_id}:root"
+    assert success["userIdentity"]["accessKeyId"] == server.access_key_id
+    assert success["recipientAccountId"] == server.account_id and "errorMessage" not in success
+    assert failure["errorMessage"] == "Failed authentication"
+    trail = all_text(sorted((server.data_dir / "audit").glob("*.jsonl")))
+    assert server.secret_access_key not in trail and "not-the-secret" not in trail

@@ -3,9 +3,13 @@ runs that expire images, on demand (`dockyard lifecycle run`) and on the server'
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
+
+import pytest
+from botocore.exceptions import ClientError
 
 from tests.integration.ops_support import Pusher, dockyard, dockyard_json
 from tests.support.clients import AwsCli, Boto3Clients
@@ -143,6 +147,15 @@ def test_a_run_expires_images_and_records_it_in_the_audit_trail(dockyard_server_
     assert [r["imageDigest"] for r in preview["previewResults"]] == untagged_old
     assert all(r["action"] == {"type": "EXPIRE"} and r["appliedRulePriority"] == 1 for r in preview["previewResults"])
     assert preview["summary"]["expiringImageTotalCount"] == 2
+    aws("ecr", "wait", "lifecycle-policy-preview-complete", "--repository-name", name)
+    first = ecr.get_lifecycle_policy_preview(repositoryName=name, maxResults=1)
+    second = ecr.get_lifecycle_policy_preview(repositoryName=name, maxResults=1, nextToken=first["nextToken"])
+    assert [r["imageDigest"] for r in first["previewResults"] + second["previewResults"]] == untagged_old
+    assert "nextToken" not in second
+    assert ecr.get_lifecycle_policy_preview(repositoryName=name, filter={"tagStatus": "TAGGED"})["previewResults"] == []
+    with pytest.raises(ClientError) as bad_token:
+        ecr.get_lifecycle_policy_preview(repositoryName=name, nextToken=base64.urlsafe_b64encode(b'"x"').decode())
+    assert bad_token.value.response["Error"]["Code"] == "InvalidParameterException"
 
     dry = dockyard_json(server, "lifecycle", "run", "--dry-run")
     assert [e["imageDigest"] for r in dry["repositories"] for e in r["expired"]] == untagged_old
@@ -184,3 +197,9 @@ def test_the_server_applies_policies_on_its_schedule(dockyard_server_factory: Se
             break
         time.sleep(0.5)
     assert remaining == set(digests[1:]), "the oldest untagged image was not expired on schedule"
+    events = Boto3Clients(server)("cloudtrail").lookup_events(
+        LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "PolicyExecutionEvent"}]
+    )["Events"]
+    assert len(events) == 1, "one run expired something, once"
+    actions = json.loads(events[0]["CloudTrailEvent"])["serviceEventDetails"]["lifecycleEventImageActions"]
+    assert [a["lifecycleEventImage"]["digest"] for a in actions] == [digests[0]]

@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 import threading
 import time
+import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,6 +176,17 @@ def test_start_image_scan_and_exact_findings_through_boto3(
     )
     assert summary([f for p in paginated for f in p["imageScanFindings"]["findings"]]) == expected_app_findings()
 
+    # DescribeImages carries the scan's status and summary, by id and in its listing alike.
+    named = ecr.describe_images(repositoryName="scan/app", imageIds=[{"imageTag": "v1"}])["imageDetails"][0]
+    listed = ecr.describe_images(repositoryName="scan/app")["imageDetails"][0]
+    for detail in (named, listed):
+        assert detail["imageScanStatus"] == found["imageScanStatus"]
+        assert detail["imageScanFindingsSummary"] == {
+            "imageScanCompletedAt": result["imageScanCompletedAt"],
+            "vulnerabilitySourceUpdatedAt": result["vulnerabilitySourceUpdatedAt"],
+            "findingSeverityCounts": APP_COUNTS,
+        }
+
     with pytest.raises(ClientError) as quota:
         ecr.start_image_scan(repositoryName="scan/app", imageId={"imageDigest": image.digest})
     assert quota.value.response["Error"] == {
@@ -210,6 +222,9 @@ def test_scan_on_push_the_waiter_and_the_aws_cli(
         ("CVE-2023-42363", "UNDEFINED", "busybox", "1.36.1-r5"),
     ]
     assert found["imageScanFindings"]["findingSeverityCounts"] == {"HIGH": 1, "MEDIUM": 1, "UNDEFINED": 1}
+    described = aws("ecr", "describe-images", "--repository-name", "scan/alpine")["imageDetails"][0]
+    assert described["imageScanStatus"] == {"status": "COMPLETE", "description": "The scan was completed successfully."}
+    assert described["imageScanFindingsSummary"]["findingSeverityCounts"] == {"HIGH": 1, "MEDIUM": 1, "UNDEFINED": 1}
     # The scan on push counts against the once-a-day quota, as on ECR.
     refused = aws(
         "ecr", "start-image-scan", "--repository-name", "scan/alpine", "--image-id", "imageTag=3.18", check=False
@@ -229,6 +244,9 @@ def test_unsupported_images_index_and_missing_images(
     found = wait_for_scan(ecr, "scan/odd", scratch.digest)
     assert found["imageScanStatus"] == {"status": "FAILED", "description": UNSUPPORTED}
     assert "imageScanFindings" not in found
+    detail = ecr.describe_images(repositoryName="scan/odd", imageIds=[{"imageTag": "scratch"}])["imageDetails"][0]
+    assert detail["imageScanStatus"] == {"status": "FAILED", "description": UNSUPPORTED}
+    assert "imageScanFindingsSummary" not in detail
     waited = aws(
         "ecr", "wait", "image-scan-complete", "--repository-name", "scan/odd", "--image-id", "imageTag=scratch",
         check=False,
@@ -420,6 +438,30 @@ def test_registry_scanning_configuration_continuous_scanning_and_the_registry_ga
     status = json.loads(dockyard(server, "vulndb", "status", "--json"))
     assert status["advisories"] == 7 and status["ecosystems"] == {"PyPI": 5, "npm": 2}
     assert len(status["imports"]) == 2
+
+
+def test_vulndb_import_of_an_osv_zip_archive_shows_progress_and_status(
+    scanning: DockyardServer, tmp_path: Path
+) -> None:
+    archive = tmp_path / "all.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:  # laid out as osv.dev's per-ecosystem all.zip
+        for record in sorted((OSV_FIXTURES / "PyPI").glob("*.json")):
+            bundle.write(record, record.name)
+    before = json.loads(dockyard(scanning, "vulndb", "status", "--json"))
+    done = subprocess.run(
+        [*dockyard_command(), "vulndb", "import", str(archive), "--data-dir", str(scanning.data_dir)],
+        capture_output=True, text=True, timeout=300, env=scanning.server_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Importing all.zip" in done.stderr  # the progress bar
+    # The fixture was imported from its directory already: the same records again, stored again.
+    assert done.stdout == f"{archive}: 5 advisories imported, 0 unchanged, 0 skipped\n"
+    after = json.loads(dockyard(scanning, "vulndb", "status", "--json"))
+    assert after["advisories"] == before["advisories"] and after["ecosystems"] == before["ecosystems"]
+    assert after["imports"][0]["source"] == str(archive.resolve())
+    text = dockyard(scanning, "vulndb", "status")
+    assert text.startswith(f"{after['advisories']} advisories, last updated ")
+    assert f"  PyPI                 {after['ecosystems']['PyPI']}\n" in text
 
 
 def _zero_layer(size: int) -> bytes:

@@ -12,6 +12,7 @@ import secrets
 import sqlite3
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,15 @@ def denied(result: CommandResult) -> bool:
 
 
 def expire_sessions(server: DockyardServer, access_key_id: str) -> None:
-    """Make temporary credentials expire now (STS's shortest session is 15 minutes)."""
+    """Make temporary credentials expire now (STS's shortest session is 15 minutes).
+
+    Written behind Dockyard's back, so this also moves the authorization generation, as every
+    identity write through Dockyard does (core/auth_generation.py): servers drop what they cached
+    about these credentials, as they would once the real expiry time passed."""
     with sqlite3.connect(server.data_dir / "metadata.db", timeout=30) as db:
         db.execute("UPDATE sts_sessions SET expires_at = ? WHERE access_key_id = ?", (time.time() - 1, access_key_id))
+        db.execute(
+            "INSERT INTO server_values (name, value) VALUES ('auth_generation', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (uuid.uuid4().hex,),
+        )

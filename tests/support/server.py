@@ -284,8 +284,12 @@ class ServerFactory:
         registry_host: str | None = None,
         port: int = 0,
         start: bool = True,
+        access_key: tuple[str, str] | None = None,
     ) -> DockyardServer:
+        """`access_key`: the root key (id, secret) to start with, e.g. one several nodes of a
+        cluster share; a fresh one otherwise."""
         work_dir = self.root / f"server-{len(self.servers)}"
+        keys = {"access_key_id": access_key[0], "secret_access_key": access_key[1]} if access_key else {}
         server = DockyardServer(
             data_dir=data_dir or work_dir / "data",
             work_dir=work_dir,
@@ -296,6 +300,7 @@ class ServerFactory:
             extra_args=tuple(args),
             extra_env=dict(env or {}),
             on_started=self.on_started,
+            **keys,
         )
         self.servers.append(server)
         if start:

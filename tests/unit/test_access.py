@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dockyard.core.access import Resource, authorize, decide
+from dockyard.core.access import Resource, authorize, decide, request_tag_context
 from dockyard.core.caller import Caller, root_caller
 from dockyard.errors import AccessDeniedException
 from dockyard.policy import parse_identity_policy
@@ -88,6 +88,25 @@ async def test_request_context_reaches_conditions() -> None:
     await authorize(
         dataclasses.replace(user("eve", OWNER, from_net), source_ip="10.1.2.3"), "ecr:ListImages", repository()
     )
+
+
+async def test_request_tags_reach_conditions() -> None:
+    """aws:RequestTag/<key> and aws:TagKeys, for CreateRepository and TagResource with tags."""
+    team_only = identity(
+        {
+            **allow("ecr:CreateRepository"),
+            "Condition": {
+                "StringEquals": {"aws:RequestTag/team": "web"},
+                "ForAllValues:StringEquals": {"aws:TagKeys": ["team", "cost-centre"]},
+            },
+        }
+    )
+    bob = user("bob", OWNER, team_only)
+    await authorize(bob, "ecr:CreateRepository", repository(), request_tag_context({"team": "web"}))
+    for tags in ({"team": "db"}, {"team": "web", "owner": "bob"}, {}):
+        with pytest.raises(AccessDeniedException):
+            await authorize(bob, "ecr:CreateRepository", repository(), request_tag_context(tags))
+    assert request_tag_context(["team", "owner"]) == {"aws:TagKeys": ("team", "owner")}
 
 
 def trust(principal: Any) -> Resource:

@@ -1,7 +1,9 @@
 """The pure rules behind the ECR API: resource tags, tag mutability, encryption, creation template
-choice, image ids, layer part rules and download tokens."""
+choice, image ids, manifest conversion, layer part rules and download tokens."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -11,6 +13,7 @@ from dockyard.core.creation_templates import Template, choose_template
 from dockyard.core.image_details import BAD_DIGEST, MISSING_ID, ImageId
 from dockyard.core.images import _tag_is_immutable
 from dockyard.core.layers import download_token, read_download_token
+from dockyard.core.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, convert_manifest
 from dockyard.core.repositories import Repository, check_encryption, check_tag_mutability
 from dockyard.errors import (
     AccessDeniedException,
@@ -179,10 +182,63 @@ def test_part_rules() -> None:
     assert oversized.value.fields["lastValidByteReceived"] == 0
     with pytest.raises(InvalidLayerPartException):
         uploads._check_part_rules(upload(0, 0, None), 10, 9)
+    # A small part followed by another is accepted here; CompleteLayerUpload refuses the upload.
+    uploads._check_part_rules(upload(100, 1, 100), 100, 200)
+    uploads.check_part_sizes(upload(100, 1, 100))
     with pytest.raises(LayerPartTooSmallException):
-        uploads._check_part_rules(upload(100, 1, 100), 100, 200)
+        uploads.check_part_sizes(upload(201, 2, uploads.SMALL_PART_FOLLOWED))
     with pytest.raises(LimitExceededException):
         uploads._check_part_rules(upload(1000 * five_mib, 1000, five_mib), 1000 * five_mib, 1000 * five_mib)
+
+
+# --- manifest conversion (BatchGetImage by tag) ----------------------------------------------
+
+
+def _manifest(media_type: str, config_type: str, layer_type: str, **extra: object) -> bytes:
+    document = {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": {"mediaType": config_type, "digest": DIGEST, "size": 2},
+        "layers": [{"mediaType": layer_type, "digest": DIGEST, "size": 3}],
+        **extra,
+    }
+    return json.dumps(document).encode()
+
+
+def test_docker_and_oci_image_manifests_convert_both_ways() -> None:
+    docker = _manifest(
+        DOCKER_MANIFEST,
+        "application/vnd.docker.container.image.v1+json",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    )
+    converted = convert_manifest(docker, DOCKER_MANIFEST, OCI_MANIFEST)
+    assert converted is not None
+    oci = json.loads(converted)
+    assert oci["mediaType"] == OCI_MANIFEST
+    assert oci["config"] == {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": DIGEST, "size": 2}
+    assert oci["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    back = convert_manifest(converted, OCI_MANIFEST, DOCKER_MANIFEST)
+    assert back is not None and json.loads(back) == json.loads(docker)
+
+
+@pytest.mark.parametrize(
+    ("data", "source", "target"),
+    [
+        # An artifact's blobs have no Docker counterpart.
+        (_manifest(OCI_MANIFEST, "application/vnd.cncf.helm.config.v1+json", "application/tar"), OCI_MANIFEST,
+         DOCKER_MANIFEST),
+        # Docker schema 2 has no place for a subject.
+        (_manifest(OCI_MANIFEST, "application/vnd.oci.image.config.v1+json",
+                   "application/vnd.oci.image.layer.v1.tar+gzip",
+                   subject={"mediaType": OCI_MANIFEST, "digest": DIGEST, "size": 1}), OCI_MANIFEST, DOCKER_MANIFEST),
+        # Indexes, and targets that are not image manifests, are never converted.
+        (b'{"schemaVersion":2,"mediaType":"' + OCI_INDEX.encode() + b'","manifests":[]}', OCI_INDEX, DOCKER_MANIFEST),
+        (_manifest(OCI_MANIFEST, "application/vnd.oci.image.config.v1+json",
+                   "application/vnd.oci.image.layer.v1.tar+gzip"), OCI_MANIFEST, OCI_INDEX),
+    ],
+)  # fmt: skip
+def test_what_cannot_be_converted(data: bytes, source: str, target: str) -> None:
+    assert convert_manifest(data, source, target) is None
 
 
 # --- download tokens --------------------------------------------------------------------------

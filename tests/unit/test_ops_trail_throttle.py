@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from dockyard.audit.events import event_time
+from dockyard.audit.events import event_time, lifecycle_events
 from dockyard.audit.trail import AuditTrail, InvalidToken, Query
+from dockyard.observe.ids import new_ordered_id
 from dockyard.observe.logs import REDACTED, redact, scrub
+from dockyard.ops_commands import expand_rate_limit_presets
 from dockyard.throttle import RateLimit, TokenBuckets, parse_rate_limits
 
 ACCOUNT = "123456789012"
@@ -155,3 +158,65 @@ def test_secrets_are_scrubbed_from_text_and_structures() -> None:
     assert document["credentials"]["sessionToken"] == REDACTED
     assert document["authorizationData"][0]["authorizationToken"] == REDACTED
     assert document["Password"] == REDACTED
+
+
+def test_event_ids_are_uuids_that_sort_in_creation_order() -> None:
+    made = [new_ordered_id() for _ in range(5000)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(uuid.UUID(text).version == 4 and str(uuid.UUID(text)) == text for text in made)
+
+
+def test_the_ecr_preset_spells_out_ecrs_published_quotas() -> None:
+    limits = parse_rate_limits(expand_rate_limit_presets(["ECR", "PutImage=20:40,BatchGetImage=off"]))
+    assert limits["GetAuthorizationToken"] == RateLimit(1.0, 50.0)
+    assert limits["InitiateLayerUpload"] == RateLimit(100.0, 100.0)
+    assert limits["GetDownloadUrlForLayer"] == RateLimit(3000.0, 3000.0)
+    assert limits["PutImage"] == RateLimit(20.0, 40.0), "later items override the preset"
+    assert "BatchGetImage" not in limits
+
+
+def test_lifecycle_runs_become_policy_execution_events_of_at_most_nine_images() -> None:
+    rule = {
+        "rulePriority": 1,
+        "description": "keep three",
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 3},
+        "action": {"type": "expire"},
+    }
+    expired = [
+        {"digest": f"sha256:{n:064x}", "tags": () if n % 2 else ("v1",), "pushedAt": 1584042813.5, "rulePriority": 1}
+        for n in range(20)
+    ]
+    events = lifecycle_events(ACCOUNT, "us-east-1", "app", [rule], expired, time.time())
+    details = [e["serviceEventDetails"] for e in events]
+    assert [len(d["lifecycleEventImageActions"]) for d in details] == [9, 9, 2]
+    assert [a["lifecycleEventImage"]["digest"] for d in details for a in d["lifecycleEventImageActions"]] == [
+        e["digest"] for e in expired
+    ]
+    assert details[0]["lifecycleEventImageActions"][:2] == [
+        {
+            "lifecycleEventImage": {
+                "digest": expired[0]["digest"], "tagStatus": "Tagged", "tagList": ["v1"], "pushedAt": 1584042813500,
+            },
+            "rulePriority": 1,
+        },
+        {
+            "lifecycleEventImage": {
+                "digest": expired[1]["digest"], "tagStatus": "Untagged", "tagList": [], "pushedAt": 1584042813500,
+            },
+            "rulePriority": 1,
+        },
+    ]  # fmt: skip
+    policy = details[0]["lifecycleEventPolicy"]
+    assert policy["lifecycleEventRules"] == [
+        {
+            "rulePriority": 1,
+            "description": "keep three",
+            "lifecycleEventSelection": {
+                "tagStatus": "Any", "tagPrefixList": [], "countType": "Image count more than", "countNumber": 3,
+            },
+            "action": "expire",
+        }
+    ]  # fmt: skip
+    assert all(d["lifecycleEventPolicy"] == policy for d in details), "one policy, one policyId"
+    assert all(e["readOnly"] is True and e["eventType"] == "AwsServiceEvent" for e in events)
+    assert len({e["eventID"] for e in events}) == 3

@@ -8,7 +8,8 @@ import timeit
 from dockyard.policy import Principal, Request, evaluate, parse_identity_policy, parse_resource_policy
 
 ACCOUNT = "123456789012"
-BUDGET_MICROSECONDS = 50.0
+# Typically 15-30 µs; the margin is for a loaded CI machine (a regression is a factor, not a few µs).
+BUDGET_MICROSECONDS = 100.0
 
 POLICY = parse_identity_policy(
     json.dumps(

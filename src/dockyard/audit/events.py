@@ -7,7 +7,9 @@ and read-only calls record no response elements at all (as CloudTrail does)."""
 from __future__ import annotations
 
 import functools
+import json
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -15,7 +17,7 @@ from urllib.parse import parse_qs
 from dockyard.core.caller import Caller
 from dockyard.observe.classify import split_registry_path
 from dockyard.observe.context import RequestContext
-from dockyard.observe.ids import new_id
+from dockyard.observe.ids import new_ordered_id
 from dockyard.observe.logs import redact
 
 EVENT_VERSION = "1.08"
@@ -184,7 +186,7 @@ def api_call_event(context: RequestContext) -> dict[str, Any] | None:
     event["requestParameters"] = params or None
     event["responseElements"] = response if response and not read_only and not failed else None
     event["requestID"] = context.request_id
-    event["eventID"] = new_id()
+    event["eventID"] = new_ordered_id()
     event["readOnly"] = read_only
     resources = resources_for(params, recipient, caller.region)
     if resources:
@@ -254,79 +256,94 @@ def _registry_response(context: RequestContext) -> dict[str, Any] | None:
     return None
 
 
-def lifecycle_event(
+# ECR splits the images of one lifecycle run over several events once there are 10 or more (an
+# event's size is limited); each event then names at most this many.
+IMAGES_PER_LIFECYCLE_EVENT = 9
+_COUNT_TYPES = {"imageCountMoreThan": "Image count more than", "sinceImagePushed": "Since image pushed"}
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A policy rule as PolicyExecutionEvent describes it (the console's wording for countType)."""
+    selection = rule["selection"]
+    described: dict[str, Any] = {
+        "tagStatus": selection["tagStatus"].capitalize(),
+        "tagPrefixList": selection.get("tagPrefixList", []),
+    }
+    if "tagPatternList" in selection:
+        described["tagPatternList"] = selection["tagPatternList"]
+    described["countType"] = _COUNT_TYPES[selection["countType"]]
+    if "countUnit" in selection:
+        described["countUnit"] = selection["countUnit"]
+    described["countNumber"] = selection["countNumber"]
+    return {
+        "rulePriority": rule["rulePriority"],
+        "description": rule.get("description", ""),
+        "lifecycleEventSelection": described,
+        "action": rule["action"]["type"],
+    }
+
+
+def _lifecycle_action(image: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "lifecycleEventImage": {
+            "digest": image["digest"],
+            "tagStatus": "Tagged" if image["tags"] else "Untagged",
+            "tagList": list(image["tags"]),
+            "pushedAt": int(image["pushedAt"] * 1000),
+        },
+        "rulePriority": image["rulePriority"],
+    }
+
+
+def lifecycle_events(
     account_id: str,
     region: str,
     repository: str,
     rules: list[dict[str, Any]],
     expired: list[dict[str, Any]],
     evaluated_at: float,
-) -> dict[str, Any]:
-    """The PolicyExecutionEvent ECR records when a lifecycle policy expires images.
+) -> list[dict[str, Any]]:
+    """The PolicyExecutionEvents ECR records when a lifecycle policy expires images.
 
     `rules` are the policy's rules; `expired` holds {"digest", "tags", "pushedAt", "rulePriority"}."""
-    event_rules = []
-    for rule in rules:
-        selection = rule["selection"]
-        event_rules.append(
+    arn = f"arn:aws:ecr:{region}:{account_id}:repository/{repository}"
+    policy = {
+        "lifecycleEventRules": [_lifecycle_rule(rule) for rule in rules],
+        "lastEvaluatedAt": 0,
+        "policyVersion": 1,
+        # Stable for one policy of one repository, as ECR's policyId is.
+        "policyId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{arn}#{json.dumps(rules, sort_keys=True)}")),
+    }
+    events = []
+    for start in range(0, len(expired), IMAGES_PER_LIFECYCLE_EVENT):
+        chunk = expired[start : start + IMAGES_PER_LIFECYCLE_EVENT]
+        events.append(
             {
-                "rulePriority": rule["rulePriority"],
-                "description": rule.get("description", ""),
-                "lifecycleEventSelection": {
-                    "tagStatus": selection["tagStatus"].capitalize(),
-                    "tagPrefixList": selection.get("tagPrefixList", []),
-                    "tagPatternList": selection.get("tagPatternList", []),
-                    "countType": "In Image Count"
-                    if selection["countType"] == "imageCountMoreThan"
-                    else "Since Image Pushed",
-                    "countNumber": selection["countNumber"],
-                    **({"countUnit": selection["countUnit"].capitalize()} if "countUnit" in selection else {}),
+                "eventVersion": EVENT_VERSION,
+                "userIdentity": {"accountId": account_id, "invokedBy": INTERNAL},
+                "eventTime": event_time(evaluated_at),
+                "eventSource": ECR_SOURCE,
+                "eventName": "PolicyExecutionEvent",
+                "awsRegion": region,
+                "sourceIPAddress": INTERNAL,
+                "userAgent": INTERNAL,
+                "requestParameters": None,
+                "responseElements": None,
+                "eventID": new_ordered_id(),
+                "readOnly": True,
+                "resources": [{"accountId": account_id, "type": "AWS::ECR::Repository", "ARN": arn}],
+                "eventType": "AwsServiceEvent",
+                "managementEvent": True,
+                "recipientAccountId": account_id,
+                "serviceEventDetails": {
+                    "repositoryName": repository,
+                    "lifecycleEventPolicy": policy,
+                    "lifecycleEventImageActions": [_lifecycle_action(image) for image in chunk],
                 },
-                "action": rule["action"]["type"].upper(),
+                "eventCategory": "Management",
             }
         )
-    actions = [
-        {
-            "lifecycleEventImage": {
-                "digest": image["digest"],
-                "tagStatus": "Tagged" if image["tags"] else "Untagged",
-                "tagList": list(image["tags"]),
-                "pushedAt": int(image["pushedAt"] * 1000),
-            },
-            "rulePriority": image["rulePriority"],
-        }
-        for image in expired
-    ]
-    return {
-        "eventVersion": EVENT_VERSION,
-        "userIdentity": {"accountId": account_id, "invokedBy": INTERNAL},
-        "eventTime": event_time(evaluated_at),
-        "eventSource": ECR_SOURCE,
-        "eventName": "PolicyExecutionEvent",
-        "awsRegion": region,
-        "sourceIPAddress": INTERNAL,
-        "userAgent": INTERNAL,
-        "requestParameters": None,
-        "responseElements": None,
-        "eventID": new_id(),
-        "readOnly": False,
-        "resources": [
-            {
-                "accountId": account_id,
-                "type": "AWS::ECR::Repository",
-                "ARN": f"arn:aws:ecr:{region}:{account_id}:repository/{repository}",
-            }
-        ],
-        "eventType": "AwsServiceEvent",
-        "managementEvent": True,
-        "recipientAccountId": account_id,
-        "serviceEventDetails": {
-            "repositoryName": repository,
-            "lifecycleEventPolicy": {"lifecycleEventRules": event_rules, "lastEvaluatedAt": 0, "policyVersion": 1},
-            "lifecycleEventImageActions": actions,
-        },
-        "eventCategory": "Management",
-    }
+    return events
 
 
 def console_sign_in_event(
@@ -358,7 +375,7 @@ def console_sign_in_event(
     event["additionalEventData"] = {"MobileVersion": "No", "MFAUsed": "No"}
     if request_id:
         event["requestID"] = request_id
-    event["eventID"] = new_id()
+    event["eventID"] = new_ordered_id()
     event["readOnly"] = False
     event["eventType"] = "AwsConsoleSignIn"
     event["managementEvent"] = True

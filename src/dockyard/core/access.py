@@ -6,10 +6,13 @@ repository policy, a registry policy, a role's trust policy)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
+from dockyard.core import auth_generation  # noqa: F401 - registers the generation bump on every engine
 from dockyard.core.caller import Caller
 from dockyard.core.principals import resource_policy
 from dockyard.errors import AccessDeniedException
@@ -49,6 +52,32 @@ def _resource_policy(resource: Resource) -> Policy | None:
         return resource_policy(resource.policy_text, kind)
     except PolicyError:
         return None  # validated when it was set; a document the parser now refuses grants nothing
+
+
+def request_tag_context(tags: Mapping[str, str] | Sequence[str]) -> dict[str, ContextValue]:
+    """The keys a request that sets (a mapping) or removes (keys only) tags carries:
+    aws:RequestTag/<key> for each tag set, and aws:TagKeys naming every key."""
+    context: dict[str, ContextValue] = {}
+    if isinstance(tags, Mapping):
+        context.update({f"aws:RequestTag/{key}": value for key, value in tags.items()})
+    context["aws:TagKeys"] = tuple(tags)
+    return context
+
+
+@lru_cache(maxsize=8192)
+def _reads_resource_tags(text: str) -> bool:
+    return "resourcetag/" in text.lower()
+
+
+def reads_resource_tags(caller: Caller, resource_policy_text: str | None) -> bool:
+    """Whether a policy deciding for `caller` reads the resource's tags (aws:ResourceTag/…,
+    ecr:ResourceTag/…): only then are they worth loading for a request."""
+    texts = [policy.text for policy in caller.policies]
+    if caller.session_policy is not None:
+        texts.append(caller.session_policy.text)
+    if resource_policy_text:
+        texts.append(resource_policy_text)
+    return any(_reads_resource_tags(text) for text in texts)
 
 
 def request_context(
@@ -115,26 +144,75 @@ async def authorize(
     caller: Caller, action: str, resource: Resource, context: Mapping[str, ContextValue] | None = None
 ) -> None:
     """Raise AccessDeniedException unless `caller` may perform `action` on `resource`."""
+    key = _outcome_key(caller, action, resource, context)
+    if key is None:
+        refusal = _refusal(caller, action, resource, context)
+    elif key in _outcomes:
+        refusal = _outcomes[key]
+    else:
+        refusal = _refusal(caller, action, resource, context)
+        _outcomes[key] = refusal
+        while len(_outcomes) > MAX_OUTCOMES:
+            _outcomes.popitem(last=False)
+    if refusal is not None:
+        raise AccessDeniedException(refusal)
+
+
+# The engine's answers, by everything they depend on: the caller (its identity, where it calls
+# from, its policy texts, its session policy), the action, the resource (ARN, account, policy,
+# tags) and the extra context. Evaluation is a pure function of these, unless a policy reads the
+# clock (aws:CurrentTime, aws:EpochTime): such answers are never kept. No generation is needed:
+# a changed policy is a different key.
+MAX_OUTCOMES = 4096
+_outcomes: OrderedDict[Hashable, str | None] = OrderedDict()
+
+
+@lru_cache(maxsize=8192)
+def _reads_clock(text: str) -> bool:
+    lowered = text.lower()
+    return "currenttime" in lowered or "epochtime" in lowered
+
+
+def _outcome_key(
+    caller: Caller, action: str, resource: Resource, context: Mapping[str, ContextValue] | None
+) -> Hashable | None:
+    texts = tuple(policy.text for policy in caller.policies)
+    session = caller.session_policy.text if caller.session_policy is not None else None
+    clocked = [*texts, session or "", resource.policy_text or ""]
+    if any(_reads_clock(text) for text in clocked):
+        return None
+    extra = tuple(sorted(context.items())) if context else ()
+    key = (caller, texts, session, action, resource, extra)
+    try:
+        hash(key)
+    except TypeError:  # a list-valued context key: evaluate afresh
+        return None
+    return key
+
+
+def _refusal(caller: Caller, action: str, resource: Resource, context: Mapping[str, ContextValue] | None) -> str | None:
+    """Why the engine refuses, or None when it allows."""
     request, decision = decide(caller, action, resource, context)
     if not decision.allowed:
-        raise AccessDeniedException(access_denied_message(request, decision))
+        return access_denied_message(request, decision)
     if caller.session_policy is not None:
-        _check_session_policy(caller.session_policy, request)
+        return _session_policy_refusal(caller.session_policy, request)
+    return None
 
 
-def _check_session_policy(policy: Policy, request: PolicyRequest) -> None:
+def _session_policy_refusal(policy: Policy, request: PolicyRequest) -> str | None:
     """A session policy narrows the role's permissions: the request must be allowed by it too."""
     principal = request.principal
     as_own = PolicyRequest(principal, request.action, request.resource, principal.account_id, request.context)
     decision = evaluate(as_own, [policy], None)
     if decision.allowed:
-        return
+        return None
     because = (
         "with an explicit deny in a session policy"
         if decision.reason == "explicit_deny_identity"
         else f"because no session policy allows the {request.action} action"
     )
-    raise AccessDeniedException(
+    return (
         f"User: {principal.arn} is not authorized to perform: {request.action} "
         f"on resource: {request.resource} {because}"
     )

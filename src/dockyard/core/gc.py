@@ -12,8 +12,8 @@ What goes, in this order:
 Why an upload, a mount or a manifest put in flight never loses a blob it relies on:
 - Every step marks candidates from a read, then deletes in a write transaction that re-checks the
   same conditions. Write transactions are serialised (SQLite's write lock; on PostgreSQL the
-  blobs row is locked by the links that reference it), so no link or image can appear between
-  the check and the delete.
+  advisory lock every write transaction takes, see store.database), so no link or image can
+  appear between the check and the delete.
 - An upload claims its digest in the database once its bytes are verified, just before moving
   them into place (FilesystemBlobStore.finish_upload's before_move). A blob's row and
   its file are deleted inside one write transaction, so a claim either comes after that (and
@@ -190,7 +190,7 @@ async def _still_unreferenced(conn: AsyncConnection, digests: list[str], cutoff:
 
 
 async def _orphan_blob_files(svc: Services, cutoff: float, dry_run: bool) -> list[tuple[str, int]]:
-    files = [f for f in svc.blobs.stored_blobs() if f.changed_at < cutoff]
+    files = [f async for f in svc.blobs.stored_blobs() if f.changed_at < cutoff]
     removed: list[tuple[str, int]] = []
     for batch in _batches([(f.name, f.size) for f in files]):
         sizes = dict(batch)
@@ -206,7 +206,7 @@ async def _orphan_blob_files(svc: Services, cutoff: float, dry_run: bool) -> lis
 
 
 async def _orphan_upload_files(svc: Services, cutoff: float, dry_run: bool) -> list[tuple[str, int]]:
-    files = [f for f in svc.blobs.stored_uploads() if f.changed_at < cutoff]
+    files = [f async for f in svc.blobs.stored_uploads() if f.changed_at < cutoff]
     removed: list[tuple[str, int]] = []
     for batch in _batches([(f.name, f.size) for f in files]):
         sizes = dict(batch)

@@ -5,20 +5,26 @@ A manifest PUT through the registry door and PutImage through the ECR door are b
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import fnmatch
 import json
+import logging
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core import scan_hooks
+from dockyard.core.access import Resource, authorize, repository_arn
 from dockyard.core.caller import Caller
 from dockyard.core.creation_templates import open_for_push
 from dockyard.core.manifests import MAX_MANIFEST_SIZE, Manifest, ManifestError, is_digest, parse_manifest
-from dockyard.core.repositories import Repository, open_repository
+from dockyard.core.repositories import Repository, not_found, open_repository, repository_resource
 from dockyard.core.services import Services, now
 from dockyard.errors import (
     ImageAlreadyExistsException,
@@ -30,10 +36,13 @@ from dockyard.errors import (
     ManifestInvalid,
     ReferencedImagesNotFoundException,
 )
-from dockyard.store import schema
+from dockyard.store import fastread, schema
+from dockyard.store.database import Database
 
+log = logging.getLogger(__name__)
 images = schema.images
 tags = schema.tags
+repos = schema.repositories
 # How stale lastRecordedPullTime may get before a pull writes it again: ECR too records it
 # approximately, and a write per pull would cost every pull a database commit.
 PULL_TIME_RESOLUTION = 60.0
@@ -103,9 +112,7 @@ async def _missing_blobs(conn: AsyncConnection, repo: Repository, manifest: Mani
     rb = schema.repository_blobs
     present = set(
         (
-            await conn.execute(
-                select(rb.c.digest).where(rb.c.repository_id == repo.id, rb.c.digest.in_(wanted))
-            )
+            await conn.execute(select(rb.c.digest).where(rb.c.repository_id == repo.id, rb.c.digest.in_(wanted)))
         ).scalars()
     )
     return [d for d in wanted if d not in present]
@@ -172,28 +179,24 @@ async def put_manifest(
         missing = await _missing_blobs(conn, repo, manifest)
         if missing:
             raise LayersNotFoundException(
-                f"Layers with digests '{missing}' required for pushing image into repository with name "
+                f"Layers with digests '[{', '.join(missing)}]' required for pushing image into repository with name "
                 f"'{repo.name}' in the registry with id '{repo.account_id}' do not exist"
             )
         missing = await _missing_children(conn, repo, manifest)
         if missing:
             raise ReferencedImagesNotFoundException(
-                f"Manifests with digests '{missing}' required for pushing image into repository with name "
+                f"Manifests with digests '[{', '.join(missing)}]' required for pushing image into repository with name "
                 f"'{repo.name}' in the registry with id '{repo.account_id}' do not exist"
             )
         existing = (
             await conn.execute(
-                select(images.c.id).where(
-                    images.c.repository_id == repo.id, images.c.digest == manifest.digest
-                )
+                select(images.c.id).where(images.c.repository_id == repo.id, images.c.digest == manifest.digest)
             )
         ).scalar()
         current_tag_image = None
         if tag is not None:
             current_tag_image = (
-                await conn.execute(
-                    select(tags.c.image_id).where(tags.c.repository_id == repo.id, tags.c.name == tag)
-                )
+                await conn.execute(select(tags.c.image_id).where(tags.c.repository_id == repo.id, tags.c.name == tag))
             ).scalar()
         if refuse_existing and existing is not None and (tag is None or current_tag_image == existing):
             described = f"and tag '{tag}' " if tag else ""
@@ -232,9 +235,7 @@ async def put_manifest(
     return repo, manifest
 
 
-async def _insert_image(
-    svc: Services, conn: AsyncConnection, repo: Repository, manifest: Manifest, data: bytes
-) -> int:
+async def _insert_image(svc: Services, conn: AsyncConnection, repo: Repository, manifest: Manifest, data: bytes) -> int:
     count = (
         await conn.execute(select(func.count()).select_from(images).where(images.c.repository_id == repo.id))
     ).scalar_one()
@@ -259,9 +260,7 @@ async def _insert_image(
     except IntegrityError as exc:  # pragma: no cover - the write lock serialises this on SQLite
         raise ImageAlreadyExistsException(f"Image with digest '{manifest.digest}' already exists") from exc
     image_id = int(result.inserted_primary_key[0])
-    references = {d: "blob" for d in manifest.blob_digests()} | {
-        m.digest: "manifest" for m in manifest.manifests
-    }
+    references = {d: "blob" for d in manifest.blob_digests()} | {m.digest: "manifest" for m in manifest.manifests}
     if references:
         await conn.execute(
             insert(schema.image_references),
@@ -281,27 +280,166 @@ async def _child_sizes(conn: AsyncConnection, repo: Repository, manifest: Manife
     return {row.digest: row.size for row in rows}
 
 
+# A manifest GET in one statement: the repository (with what authorising the pull needs), the
+# image the reference names (by tag or by digest) and whether a scan gate could apply. Built
+# once; run through store.fastread, so it costs microseconds rather than milliseconds.
+_REPOSITORY_COLUMNS = tuple(repos.c[f.name] for f in dataclasses.fields(Repository))
+_STORED_COLUMNS = tuple(images.c[f.name] for f in dataclasses.fields(StoredImage))
+_GATE_TAG = (
+    select(schema.repository_tags.c.value)
+    .where(schema.repository_tags.c.repository_id == repos.c.id, schema.repository_tags.c.key == scan_hooks.GATE_TAG)
+    .scalar_subquery()
+)
+_GATE_SEVERITY = (
+    select(schema.scan_gates.c.severity)
+    .where(schema.scan_gates.c.account_id == repos.c.account_id, schema.scan_gates.c.region == repos.c.region)
+    .scalar_subquery()
+)
+_THIS_REPOSITORY = and_(
+    repos.c.account_id == bindparam("account"), repos.c.region == bindparam("region"), repos.c.name == bindparam("name")
+)
+_TAG_OF_THIS_REPOSITORY = and_(tags.c.repository_id == repos.c.id, tags.c.name == bindparam("reference"))
+_BY_TAG = (
+    select(*_REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY)
+    .select_from(repos.outerjoin(tags, _TAG_OF_THIS_REPOSITORY).outerjoin(images, images.c.id == tags.c.image_id))
+    .where(_THIS_REPOSITORY)
+)
+_BY_DIGEST = (
+    select(*_REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY)
+    .select_from(
+        repos.outerjoin(images, and_(images.c.repository_id == repos.c.id, images.c.digest == bindparam("reference")))
+    )
+    .where(_THIS_REPOSITORY)
+)
+
+
+_REPOSITORY = select(*_REPOSITORY_COLUMNS).where(_THIS_REPOSITORY)
+
+
+def repository_of(row: tuple[Any, ...]) -> Repository:
+    """A Repository from the leading _REPOSITORY_COLUMNS of a fastread row."""
+    values = dict(zip((f.name for f in dataclasses.fields(Repository)), row[: len(_REPOSITORY_COLUMNS)], strict=True))
+    values["scan_on_push"] = bool(values["scan_on_push"])
+    return Repository(**values)
+
+
+async def open_repository_fast(svc: Services, caller: Caller, account_id: str, name: str, action: str) -> Repository:
+    """repositories.open_repository through store.fastread, for the hot read paths."""
+    params = {"account": account_id, "region": caller.region, "name": name}
+    rows = await fastread.fetch(svc.db, _REPOSITORY, params)
+    if not rows:
+        arn = repository_arn(caller.region, account_id, name)
+        await authorize(caller, action, Resource(arn=arn, account_id=account_id))
+        raise not_found(name, account_id)
+    repo = repository_of(rows[0])
+    await authorize(caller, action, await repository_resource(svc, caller, repo))
+    return repo
+
+
+def _gate_may_apply(gate_tag: str | None, gate_severity: str | None) -> bool:
+    """Whether scan_hooks.check_pull could refuse: only then is it asked (it reads findings)."""
+    if gate_tag is not None:
+        return gate_tag.strip().upper() in scan_hooks.GATE_SEVERITIES
+    return gate_severity is not None
+
+
 async def get_manifest(
     svc: Services, caller: Caller, account_id: str, repository: str, reference: str, *, record_pull: bool
 ) -> tuple[Repository, StoredImage]:
-    async with svc.db.read() as conn:
-        repo = await open_repository(conn, caller, account_id, repository, "ecr:BatchGetImage")
-        image = await find_image(conn, repo, reference)
-        if image is not None:
-            await scan_hooks.check_pull(conn, repo, image.id, image.digest)
-    if image is None:
+    statement = _BY_DIGEST if is_digest(reference) else _BY_TAG
+    params = {"account": account_id, "region": caller.region, "name": repository, "reference": reference}
+    rows = await fastread.fetch(svc.db, statement, params)
+    if not rows:
+        # As open_repository: AccessDenied comes before RepositoryNotFound.
+        arn = repository_arn(caller.region, account_id, repository)
+        await authorize(caller, "ecr:BatchGetImage", Resource(arn=arn, account_id=account_id))
+        raise not_found(repository, account_id)
+    row = rows[0]
+    split = len(_REPOSITORY_COLUMNS)
+    repo = repository_of(row)
+    await authorize(caller, "ecr:BatchGetImage", await repository_resource(svc, caller, repo))
+    image_values = row[split : split + len(_STORED_COLUMNS)]
+    if image_values[0] is None:
         raise image_not_found(repo, reference)
+    image = StoredImage(*image_values)
+    if _gate_may_apply(*row[-2:]):
+        async with svc.db.read() as conn:
+            await scan_hooks.check_pull(conn, repo, image.id, image.digest)
     if record_pull:
         await record_pull_time(svc, image)
     return repo, image
 
 
+class _PullTimes:
+    """lastRecordedPullTime writes, taken off the pull path and batched.
+
+    A pull notes the time here and returns; a task writes every noted time in one transaction.
+    What this can lose is the few milliseconds of pulls noted but not yet committed when the
+    process dies: the time is advisory (ECR itself records it approximately, and this registry
+    only every PULL_TIME_RESOLUTION seconds), nothing else depends on it, and the next pull
+    records it again. Until the write commits, this process answers with the noted time."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.pending: dict[int, float] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def note(self, image_ids: Iterable[int], moment: float) -> None:
+        for image_id in image_ids:
+            self.pending[image_id] = moment
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        while self.pending:
+            batch = dict(self.pending)
+            try:
+                async with self.db.write() as conn:
+                    await conn.execute(
+                        update(images).where(images.c.id == bindparam("image_id")).values(last_pull_at=bindparam("at")),
+                        [{"image_id": image_id, "at": moment} for image_id, moment in batch.items()],
+                    )
+            except Exception:  # noqa: BLE001 - advisory data: log, drop, and let the next pull retry
+                log.exception("could not record pull times")
+            for image_id, moment in batch.items():
+                if self.pending.get(image_id) == moment:
+                    del self.pending[image_id]
+
+    def noted(self, image_id: int) -> float | None:
+        return self.pending.get(image_id)
+
+
+_pull_times: weakref.WeakKeyDictionary[Database, _PullTimes] = weakref.WeakKeyDictionary()
+
+
+def _recorder(svc: Services) -> _PullTimes:
+    recorder = _pull_times.get(svc.db)
+    if recorder is None:
+        recorder = _pull_times[svc.db] = _PullTimes(svc.db)
+    return recorder
+
+
+def last_pull_time(svc: Services, image: StoredImage) -> float | None:
+    """The image's lastRecordedPullTime, counting a pull this process has not written yet."""
+    recorder = _pull_times.get(svc.db)
+    noted = recorder.noted(image.id) if recorder is not None else None
+    return noted if noted is not None else image.last_pull_at
+
+
 async def record_pull_time(svc: Services, image: StoredImage) -> None:
+    await record_pull_times(svc, [image])
+
+
+async def record_pull_times(svc: Services, pulled: Iterable[StoredImage]) -> None:
+    """Note that `pulled` were pulled now; written in the background, one transaction per batch."""
     moment = now()
-    if image.last_pull_at is not None and moment - image.last_pull_at < PULL_TIME_RESOLUTION:
-        return
-    async with svc.db.write() as conn:
-        await conn.execute(update(images).where(images.c.id == image.id).values(last_pull_at=moment))
+    stale = [
+        image.id
+        for image in pulled
+        if image.last_pull_at is None or moment - image.last_pull_at >= PULL_TIME_RESOLUTION
+    ]
+    if stale:
+        _recorder(svc).note(stale, moment)
 
 
 async def delete_image(conn: AsyncConnection, image_id: int) -> None:
@@ -310,9 +448,7 @@ async def delete_image(conn: AsyncConnection, image_id: int) -> None:
     await conn.execute(delete(images).where(images.c.id == image_id))
 
 
-async def delete_reference(
-    svc: Services, caller: Caller, account_id: str, repository: str, reference: str
-) -> None:
+async def delete_reference(svc: Services, caller: Caller, account_id: str, repository: str, reference: str) -> None:
     """The registry door's DELETE: a digest deletes the image and its tags, a tag only the tag."""
     async with svc.db.write() as conn:
         repo = await open_repository(conn, caller, account_id, repository, "ecr:BatchDeleteImage")
@@ -322,9 +458,7 @@ async def delete_reference(
                 raise image_not_found(repo, reference)
             await delete_image(conn, image.id)
         else:
-            result = await conn.execute(
-                delete(tags).where(tags.c.repository_id == repo.id, tags.c.name == reference)
-            )
+            result = await conn.execute(delete(tags).where(tags.c.repository_id == repo.id, tags.c.name == reference))
             if result.rowcount == 0:
                 raise image_not_found(repo, reference)
 

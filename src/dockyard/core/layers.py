@@ -32,8 +32,8 @@ from dockyard.core.repositories import Repository, open_repository
 from dockyard.core.services import Services
 from dockyard.errors import (
     AccessDeniedException,
+    DigestInvalid,
     InvalidLayerException,
-    InvalidLayerPartException,
     LayerAlreadyExistsException,
     LayerInaccessibleException,
     LayersNotFoundException,
@@ -41,12 +41,17 @@ from dockyard.errors import (
 from dockyard.store import schema
 
 DOWNLOAD_PURPOSE = "ecr-layer-download"
+# The API reference's wording: ECR's own message for a digest that does not match is not on record.
+INVALID_LAYER = (
+    "The layer digest calculation performed by Amazon ECR upon receipt of the image layer does not match "
+    "the digest specified."
+)
 _TOKEN_VERSION = 1
 
 
 def layers_not_found(repo: Repository, digest: str) -> LayersNotFoundException:
     return LayersNotFoundException(
-        f"The layer with digest '{digest}' does not exist in the repository with name '{repo.name}' "
+        f"The layer with digest '{digest}' does not exist within the repository with name '{repo.name}' "
         f"in the registry with id '{repo.account_id}'"
     )
 
@@ -142,16 +147,7 @@ async def upload_layer_part(
 ) -> dict[str, Any]:
     if last_byte >= first_byte and len(data) != last_byte - first_byte + 1:
         upload = await uploads.find_upload(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
-        raise InvalidLayerPartException(
-            f"The layer part is not valid for upload '{upload.id}': it has {len(data)} bytes but "
-            f"partFirstByte..partLastByte spans {last_byte - first_byte + 1}",
-            fields={
-                "registryId": upload.repository.account_id,
-                "repositoryName": upload.repository.name,
-                "uploadId": upload.id,
-                "lastValidByteReceived": max(upload.size - 1, 0),
-            },
-        )
+        raise uploads.invalid_part(upload)
     upload = await uploads.append(
         svc,
         caller,
@@ -176,9 +172,10 @@ async def complete_layer_upload(
 ) -> dict[str, Any]:
     upload = await uploads.find_upload(svc, caller, account_id, repository, upload_id, "ecr:CompleteLayerUpload")
     repo = upload.repository
+    uploads.check_part_sizes(upload)
     digest = digests[0]
     if not _is_digest(digest):
-        raise InvalidLayerException(f"Invalid layer digest '{digest}': it is not a supported sha256 or sha512 digest")
+        raise InvalidLayerException(INVALID_LAYER)
     async with svc.db.read() as conn:
         exists = await linked_size(conn, repo, digest) is not None
     if exists:
@@ -187,7 +184,10 @@ async def complete_layer_upload(
             f"The layer with digest '{digest}' already exists in the repository with name '{repo.name}' "
             f"in the registry with id '{repo.account_id}'"
         )
-    await uploads.complete(svc, caller, account_id, repository, upload.id, digest, refuse_empty=True)
+    try:
+        await uploads.complete(svc, caller, account_id, repository, upload.id, digest, refuse_empty=True)
+    except DigestInvalid:
+        raise InvalidLayerException(INVALID_LAYER) from None
     return {
         "registryId": repo.account_id,
         "repositoryName": repo.name,
@@ -239,12 +239,15 @@ async def get_download_url_for_layer(
             raise layers_not_found(repo, digest)
         if not await _is_referenced(conn, repo, digest):
             raise LayerInaccessibleException(
-                f"The layer with digest '{digest}' in the repository with name '{repo.name}' in the registry "
-                f"with id '{repo.account_id}' is not associated with an image, so it cannot be downloaded"
+                "The specified layer is not available because it is not associated with an image. "
+                "Unassociated image layers may be cleaned up at any time."
             )
-    expires_at = int(time.time()) + svc.settings.layer_url_lifetime_seconds
-    settings = svc.settings
-    url = f"{settings.scheme}://{settings.public_host}/layers/{download_token(svc.token_secret, digest, expires_at)}"
+    # With --s3-redirect, a presigned object URL, as ECR hands out presigned S3 URLs.
+    url = await svc.blobs.download_url(digest)
+    if url is None:
+        expires_at = int(time.time()) + svc.settings.layer_url_lifetime_seconds
+        token = download_token(svc.token_secret, digest, expires_at)
+        url = f"{svc.settings.scheme}://{svc.settings.public_host}/layers/{token}"
     return {"downloadUrl": url, "layerDigest": digest}
 
 

@@ -441,7 +441,11 @@ async def get_lifecycle_policy_preview(
         raise preview_not_found(repo)
     results: list[dict[str, Any]] = json.loads(row.preview_results or "[]")
     selected = [r for r in results if _preview_matches(r, image_ids, tag_status)]
-    start = int(decode_token(next_token) or 0)
+    start = decode_token(next_token) or 0
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise InvalidParameterException(
+            "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid token'"
+        )
     size = max_results or 100
     page = selected[start : start + size]
     answer: dict[str, Any] = {

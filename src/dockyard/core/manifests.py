@@ -462,3 +462,45 @@ def _is_int(value: object, expected: int | None = None) -> bool:
     if isinstance(value, bool) or not isinstance(value, int):
         return False
     return expected is None or value == expected
+
+
+# --- conversion (ECR's BatchGetImage by tag) --------------------------------------------------
+
+# Docker image manifest V2 schema 2 and OCI image manifest describe the same thing; ECR converts
+# one into the other when a client pulling by tag accepts only the other. Blob media types map
+# one to one; a blob of any other type (an artifact's) leaves nothing to convert.
+_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+_BLOB_TYPES_DOCKER_TO_OCI = {
+    _DOCKER_CONFIG: _OCI_CONFIG,
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": (
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    ),
+}
+_BLOB_TYPES_OCI_TO_DOCKER = {oci: docker for docker, oci in _BLOB_TYPES_DOCKER_TO_OCI.items()}
+_CONVERSIONS = {
+    (DOCKER_MANIFEST, OCI_MANIFEST): _BLOB_TYPES_DOCKER_TO_OCI,
+    (OCI_MANIFEST, DOCKER_MANIFEST): _BLOB_TYPES_OCI_TO_DOCKER,
+}
+# Members of an OCI image manifest that Docker's schema 2 has no place for.
+_OCI_ONLY_MEMBERS = ("subject", "artifactType")
+
+
+def convert_manifest(data: bytes, media_type: str, target: str) -> bytes | None:
+    """The manifest `data` (of `media_type`) rewritten as `target`, or None when ECR could not
+    convert it (other kinds, artifacts, OCI-only members)."""
+    blob_types = _CONVERSIONS.get((media_type, target))
+    if blob_types is None:
+        return None
+    document = json.loads(data)
+    if any(member in document for member in _OCI_ONLY_MEMBERS):
+        return None
+    descriptors = [document.get("config"), *(document.get("layers") or [])]
+    if not all(isinstance(d, dict) and d.get("mediaType") in blob_types for d in descriptors):
+        return None
+    for descriptor in descriptors:
+        descriptor["mediaType"] = blob_types[descriptor["mediaType"]]
+    document["mediaType"] = target
+    return json.dumps(document, indent=3).encode("utf-8")

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core import resource_tags
+from dockyard.core.access import request_tag_context
 from dockyard.core.caller import Caller
 from dockyard.core.repositories import Repository, check_tag_mutability, open_repository, repos
 from dockyard.core.services import Services
 from dockyard.errors import InvalidParameterException
+from dockyard.policy.evaluate import ContextValue
 
 # arn:<partition>:ecr:<region>:<account>:repository/<name>
 _REPOSITORY_ARN = re.compile(r"arn:aws[a-z-]*:ecr:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):repository/(?P<name>.+)")
@@ -66,16 +69,18 @@ def _repository_of(arn: str) -> tuple[str, str, str]:
     return match["account"], match["region"], match["name"]
 
 
-async def _open_by_arn(conn: AsyncConnection, caller: Caller, arn: str, action: str) -> Repository:
+async def _open_by_arn(
+    conn: AsyncConnection, caller: Caller, arn: str, action: str, context: Mapping[str, ContextValue] | None = None
+) -> Repository:
     # A repository lives in one region: an ARN of another region names nothing in this one.
     account_id, _region, name = _repository_of(arn)
-    return await open_repository(conn, caller, account_id, name, action)
+    return await open_repository(conn, caller, account_id, name, action, context)
 
 
 async def tag_resource(svc: Services, caller: Caller, arn: str, tags: list[dict[str, str]]) -> dict[str, Any]:
     wanted = resource_tags.normalise(tags)
     async with svc.db.write() as conn:
-        repo = await _open_by_arn(conn, caller, arn, "ecr:TagResource")
+        repo = await _open_by_arn(conn, caller, arn, "ecr:TagResource", request_tag_context(wanted))
         await resource_tags.merge(conn, repo.id, wanted)
     return {}
 
@@ -84,7 +89,7 @@ async def untag_resource(svc: Services, caller: Caller, arn: str, keys: list[str
     for key in keys:
         resource_tags.check_key(key)
     async with svc.db.write() as conn:
-        repo = await _open_by_arn(conn, caller, arn, "ecr:UntagResource")
+        repo = await _open_by_arn(conn, caller, arn, "ecr:UntagResource", request_tag_context(keys))
         await resource_tags.remove(conn, repo.id, keys)
     return {}
 

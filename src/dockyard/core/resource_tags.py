@@ -73,8 +73,10 @@ def normalise(tags: Iterable[dict[str, str]]) -> dict[str, str]:
 
 def check_count(count: int) -> None:
     if count > MAX_TAGS:
+        # The API reference's wording (ECR's own message is not on record).
         raise TooManyTagsException(
-            f"The operation would leave {count} tags on the resource; a resource may have at most {MAX_TAGS}"
+            "The list of tags on the repository is over the limit. The maximum number of tags that can be "
+            f"applied to a repository is {MAX_TAGS}."
         )
 
 

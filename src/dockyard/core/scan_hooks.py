@@ -56,6 +56,31 @@ def is_scannable(manifest: Manifest) -> bool:
     )
 
 
+def scan_status(row: Any) -> dict[str, str]:
+    """ECR's ImageScanStatus of an image_scans row."""
+    status = {"status": row.status}
+    if row.description:
+        status["description"] = row.description
+    return status
+
+
+async def image_scan_details(conn: AsyncConnection, image_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """DescribeImages' imageScanStatus and imageScanFindingsSummary, by image id (scanned images only)."""
+    details: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(image_ids), 400):
+        rows = await conn.execute(select(scans).where(scans.c.image_id.in_(image_ids[start : start + 400])))
+        for row in rows:
+            detail: dict[str, Any] = {"imageScanStatus": scan_status(row)}
+            if row.status == "COMPLETE":
+                detail["imageScanFindingsSummary"] = {
+                    "imageScanCompletedAt": row.completed_at,
+                    "vulnerabilitySourceUpdatedAt": row.source_updated_at,
+                    "findingSeverityCounts": json.loads(row.severity_counts or "{}"),
+                }
+            details[row.image_id] = detail
+    return details
+
+
 # --- registry scanning configuration ------------------------------------------------------------
 
 

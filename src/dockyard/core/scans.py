@@ -33,6 +33,7 @@ from dockyard.core.scan_hooks import (
     is_scannable,
     registry_scanning,
     rule_for,
+    scan_status,
 )
 from dockyard.core.services import Services, now
 from dockyard.errors import (
@@ -93,13 +94,6 @@ def _image_id(image: images.StoredImage, requested: dict[str, Any]) -> dict[str,
     if requested.get("imageTag"):
         found["imageTag"] = requested["imageTag"]
     return found
-
-
-def _status(row: Any) -> dict[str, str]:
-    status = {"status": row.status}
-    if row.description:
-        status["description"] = row.description
-    return status
 
 
 # --- the ECR operations -------------------------------------------------------------------------
@@ -176,7 +170,7 @@ async def describe_image_scan_findings(
         "registryId": repo.account_id,
         "repositoryName": repo.name,
         "imageId": _image_id(image, image_id),
-        "imageScanStatus": _status(row),
+        "imageScanStatus": scan_status(row),
     }
     if row.status == "COMPLETE":
         result["imageScanFindings"] = {
@@ -199,23 +193,6 @@ def _finding_shape(row: Any) -> dict[str, Any]:
     finding["severity"] = row.severity
     finding["attributes"] = [{"key": k, "value": v} for k, v in json.loads(row.attributes or "[]")]
     return finding
-
-
-async def image_scan_details(conn: AsyncConnection, image_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """DescribeImages' imageScanStatus and imageScanFindingsSummary, by image id (scanned images only)."""
-    details: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(image_ids), 400):
-        rows = await conn.execute(select(scans).where(scans.c.image_id.in_(image_ids[start : start + 400])))
-        for row in rows:
-            detail: dict[str, Any] = {"imageScanStatus": _status(row)}
-            if row.status == "COMPLETE":
-                detail["imageScanFindingsSummary"] = {
-                    "imageScanCompletedAt": row.completed_at,
-                    "vulnerabilitySourceUpdatedAt": row.source_updated_at,
-                    "findingSeverityCounts": json.loads(row.severity_counts or "{}"),
-                }
-            details[row.image_id] = detail
-    return details
 
 
 # --- registry scanning configuration ------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 
 from dockyard.config import Settings
 from dockyard.store import schema
-from dockyard.store.blobs import BlobStore, FilesystemBlobStore
+from dockyard.store.blobs import BlobStore, open_blob_store
 from dockyard.store.database import Database
 
 
@@ -25,7 +25,7 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         db = Database(settings.sqlalchemy_url, durable=settings.sync_writes)
-        return cls(settings=settings, db=db, blobs=FilesystemBlobStore(settings.blob_root))
+        return cls(settings=settings, db=db, blobs=open_blob_store(settings))
 
     async def load_token_secret(self) -> None:
         self.token_secret = bytes.fromhex(await self.server_value("token_secret", secrets.token_hex(32)))
@@ -34,9 +34,7 @@ class Services:
         """The shared value `name`, set to `default` by whichever node asks first."""
         async with self.db.write() as conn:
             row = (
-                await conn.execute(
-                    select(schema.server_values.c.value).where(schema.server_values.c.name == name)
-                )
+                await conn.execute(select(schema.server_values.c.value).where(schema.server_values.c.name == name))
             ).first()
             if row is not None:
                 return str(row.value)
@@ -44,6 +42,7 @@ class Services:
             return default
 
     async def close(self) -> None:
+        await self.blobs.close()
         await self.db.close()
 
 

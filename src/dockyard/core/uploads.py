@@ -35,6 +35,9 @@ uploads = schema.uploads
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_SIZE = 10 * 1024 * 1024
 MAX_PARTS = 1000
+# Recorded as last_part_size once a part below MIN_PART_SIZE was followed by another: ECR only
+# refuses such an upload at CompleteLayerUpload (LayerPartTooSmallException is modelled there).
+SMALL_PART_FOLLOWED = -1
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,7 @@ async def append(
         upload = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
         if start is not None and start != upload.size:
             if part_rules:
-                raise _invalid_part(
-                    upload, f"partFirstByte is {start} but the next byte of the upload is {upload.size}"
-                )
+                raise invalid_part(upload)
             raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
         if part_rules:
             _check_part_rules(upload, start, last_byte)
@@ -133,25 +134,32 @@ async def append(
         # Not recording the new size leaves the upload where it stood: the next write overwrites.
         if last_byte is not None and part != last_byte - upload.size + 1:
             if part_rules:
-                raise _invalid_part(
-                    upload,
-                    f"the layer part has {part} bytes but partFirstByte..partLastByte spans "
-                    f"{last_byte - upload.size + 1}",
-                )
+                raise invalid_part(upload)
             raise RangeInvalid(f"the chunk has {part} bytes but its range ends at byte {last_byte}")
+        recorded = part
+        if part_rules and upload.last_part_size is not None and upload.last_part_size < MIN_PART_SIZE:
+            recorded = SMALL_PART_FOLLOWED
         async with svc.db.write() as conn:
             await conn.execute(
                 update(uploads)
                 .where(uploads.c.id == upload_id)
-                .values(size=size, parts=upload.parts + 1, last_part_size=part, updated_at=now())
+                .values(size=size, parts=upload.parts + 1, last_part_size=recorded, updated_at=now())
             )
-    return Upload(upload_id, upload.repository, size, upload.parts + 1, part)
+    return Upload(upload_id, upload.repository, size, upload.parts + 1, recorded)
 
 
-def _invalid_part(upload: Upload, reason: str) -> InvalidLayerPartException:
+# The API reference's wording for InvalidLayerPartException and EmptyUploadException.
+INVALID_PART = (
+    "The layer part size is not valid, or the first byte specified is not consecutive to the last byte of a "
+    "previous layer part upload."
+)
+EMPTY_UPLOAD = "The specified layer upload does not contain any layer parts."
+
+
+def invalid_part(upload: Upload) -> InvalidLayerPartException:
     """ECR's InvalidLayerPartException, with the members it models (where the upload stands)."""
     return InvalidLayerPartException(
-        f"The layer part is not valid for upload '{upload.id}': {reason}",
+        INVALID_PART,
         fields={
             "registryId": upload.repository.account_id,
             "repositoryName": upload.repository.name,
@@ -162,16 +170,18 @@ def _invalid_part(upload: Upload, reason: str) -> InvalidLayerPartException:
 
 
 def _check_part_rules(upload: Upload, start: int | None, last_byte: int | None) -> None:
-    if start is None or last_byte is None or last_byte < start:
-        raise _invalid_part(upload, "partFirstByte and partLastByte must name a non-empty byte range")
-    if last_byte - start + 1 > MAX_PART_SIZE:
-        raise _invalid_part(upload, f"a layer part may be at most {MAX_PART_SIZE} bytes (10 MiB)")
+    if start is None or last_byte is None or last_byte < start or last_byte - start + 1 > MAX_PART_SIZE:
+        raise invalid_part(upload)
     if upload.parts >= MAX_PARTS:
         raise LimitExceededException(
             "The operation did not succeed because it would have exceeded a service limit for your account. "
             f"Layer parts per upload: {MAX_PARTS}"
         )
-    if upload.last_part_size is not None and upload.last_part_size < MIN_PART_SIZE:
+
+
+def check_part_sizes(upload: Upload) -> None:
+    """CompleteLayerUpload's rule: every part but the last has at least MIN_PART_SIZE bytes."""
+    if upload.last_part_size == SMALL_PART_FOLLOWED:
         raise LayerPartTooSmallException("All layer parts except the last part should be at least 5MB")
 
 
@@ -203,7 +213,7 @@ async def complete(
         if last_byte is not None and size != last_byte + 1:
             raise RangeInvalid(f"the final chunk ends at byte {size - 1}, not at byte {last_byte} as its range says")
         if refuse_empty and size == 0:
-            raise EmptyUploadException(f"The upload with id '{upload_id}' does not contain any layer parts")
+            raise EmptyUploadException(EMPTY_UPLOAD)
         try:
             # Claimed once verified, just before the bytes move into place: garbage collection
             # then cannot delete them (dockyard.core.gc).

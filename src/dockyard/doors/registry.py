@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from dockyard.auth.tokens import parse_basic_auth
 from dockyard.core import blobs, images, repositories, uploads
-from dockyard.core.authorization import TokenRejected, caller_for_password
+from dockyard.core.authorization import TokenRejected
 from dockyard.core.caller import Caller
 from dockyard.core.manifests import (
     DOCKER_MANIFEST,
@@ -31,6 +31,7 @@ from dockyard.core.manifests import (
     validate_digest,
 )
 from dockyard.core.paging import encode_token
+from dockyard.core.registry_callers import registry_caller
 from dockyard.core.services import Services
 from dockyard.doors.origin import with_origin
 from dockyard.errors import (
@@ -133,7 +134,7 @@ async def authenticate(svc: Services, request: Request) -> tuple[Caller, str]:
     try:
         if user != "AWS":
             raise TokenRejected("invalid")
-        caller = await caller_for_password(svc, password, region)
+        caller = await registry_caller(svc, password, region)
     except TokenRejected as exc:
         if exc.reason == "expired":
             raise RegistryError(
@@ -523,6 +524,10 @@ class RegistryDoor:
             return Response(
                 status_code=200, headers=headers | {"Content-Length": str(size)}, media_type="application/octet-stream"
             )
+        location = await self.svc.blobs.download_url(digest)
+        if location is not None:
+            # As ECR does: the client fetches the layer from the object store, which answers Range itself.
+            return Response(status_code=307, headers=headers | {"Location": location})
         window = _requested_range(request, size)
         if window is not None:
             first, last = window

@@ -13,7 +13,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from dockyard.config import Settings
 
 # Big enough that hashing and writing run off the event loop in few hops, small enough that
 # memory stays flat whatever the blob size.
@@ -63,10 +66,13 @@ class BlobStore(Protocol):
     async def size(self, digest: str) -> int | None: ...
     def read(self, digest: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]: ...
     def local_path(self, digest: str) -> Path | None: ...
+    # A URL the client may fetch the blob from itself (a presigned object URL), or None to stream it.
+    async def download_url(self, digest: str) -> str | None: ...
     async def delete(self, digest: str) -> None: ...
     async def ping(self) -> None: ...
-    def stored_blobs(self) -> Iterator[StoredFile]: ...
-    def stored_uploads(self) -> Iterator[StoredFile]: ...
+    def stored_blobs(self) -> AsyncIterator[StoredFile]: ...
+    def stored_uploads(self) -> AsyncIterator[StoredFile]: ...
+    async def close(self) -> None: ...
 
 
 class FilesystemBlobStore:
@@ -92,8 +98,14 @@ class FilesystemBlobStore:
     def local_path(self, digest: str) -> Path | None:
         return self.blob_path(digest)
 
+    async def download_url(self, digest: str) -> str | None:
+        return None
+
     async def ping(self) -> None:
         await asyncio.to_thread(os.statvfs, self.root)
+
+    async def close(self) -> None:
+        return None
 
     async def start_upload(self, upload_id: str) -> None:
         self._upload_path(upload_id).touch(exist_ok=False)
@@ -197,13 +209,13 @@ class FilesystemBlobStore:
     async def delete(self, digest: str) -> None:
         self.blob_path(digest).unlink(missing_ok=True)
 
-    def stored_blobs(self) -> Iterator[StoredFile]:
+    async def stored_blobs(self) -> AsyncIterator[StoredFile]:
         for algorithm in _subdirectories(self._blobs):
             for prefix in _subdirectories(algorithm):
                 for entry in _files(prefix):
                     yield StoredFile(f"{algorithm.name}:{entry.name}", *_size_and_change(entry))
 
-    def stored_uploads(self) -> Iterator[StoredFile]:
+    async def stored_uploads(self) -> AsyncIterator[StoredFile]:
         for entry in _files(self._uploads):
             yield StoredFile(entry.name, *_size_and_change(entry))
 
@@ -314,3 +326,20 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The blob store the settings name: S3-compatible for an s3:// URL, else the data directory."""
+    if settings.blob_store and settings.blob_store.startswith("s3://"):
+        from dockyard.store.s3_blobs import S3BlobStore
+
+        return S3BlobStore(
+            settings.blob_store,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            redirect=settings.s3_redirect,
+            url_lifetime_seconds=settings.layer_url_lifetime_seconds,
+        )
+    if settings.blob_store:
+        return FilesystemBlobStore(Path(settings.blob_store.removeprefix("file://")))
+    return FilesystemBlobStore(settings.blob_root)

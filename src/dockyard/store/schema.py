@@ -264,6 +264,7 @@ images = Table(
     UniqueConstraint("repository_id", "digest", name="uq_images_digest"),
     Index("ix_images_subject", "repository_id", "subject_digest"),
     Index("ix_images_pushed", "repository_id", "pushed_at"),
+    Index("ix_images_repository_order", "repository_id", "id"),
 )
 
 # What an image's manifest refers to: blobs (config, layers) and child manifests (index entries).
@@ -426,9 +427,7 @@ vulnerability_packages = Table(
     "vulnerability_packages",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "vulnerability_id", String(255), ForeignKey("vulnerabilities.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("vulnerability_id", String(255), ForeignKey("vulnerabilities.id", ondelete="CASCADE"), nullable=False),
     Column("ecosystem", String(128), nullable=False),
     Column("ecosystem_base", String(64), nullable=False),
     Column("ecosystem_release", String(128), nullable=False),

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy import delete, insert, select, update
 
-from dockyard.audit.events import lifecycle_event
+from dockyard.audit.events import lifecycle_events
 from dockyard.audit.trail import AuditTrail
 from dockyard.core import gc, lifecycle
 from dockyard.core.services import Services
@@ -77,8 +77,8 @@ async def run_lifecycle(svc: Services, trail: AuditTrail | None, *, dry_run: boo
                 for e in run.expired
             ]
             rules = [r.document for r in run.policy.rules]
-            event = lifecycle_event(run.account_id, run.region, run.repository, rules, expired, time.time())
-            await trail.record_durably(event)
+            for event in lifecycle_events(run.account_id, run.region, run.repository, rules, expired, time.time()):
+                await trail.record_durably(event)
     return runs
 
 

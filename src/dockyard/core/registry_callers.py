@@ -1,0 +1,75 @@
+"""The caller behind a registry password, cached per process without ever being stale.
+
+Resolving a token's principal (its key, user, groups and every policy) is most of what a
+registry request used to cost. A resolved caller depends only on the identity tables, so it is
+kept under the authorization generation it was read at (core/auth_generation.py) and reused
+while the database still reports that generation: one primary-key read instead of the full
+resolution. The token itself is checked on every request: its signature once per distinct
+password (the HMAC of the same bytes under the same secret cannot change), its expiry, region
+and account every time, and a session's expiry every time."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import TypeVar
+
+from dockyard.auth.tokens import TokenClaims, TokenError, read_password
+from dockyard.core import auth_generation
+from dockyard.core.authorization import TokenRejected, caller_for_password
+from dockyard.core.caller import Caller
+from dockyard.core.services import Services
+
+MAX_ENTRIES = 4096
+K = TypeVar("K")
+V = TypeVar("V")
+
+# (server secret, password) -> the claims it carries, signature checked.
+_claims: OrderedDict[tuple[bytes, str], TokenClaims] = OrderedDict()
+# (database, access key, account, region) -> (generation, caller)
+_callers: OrderedDict[tuple[str, str, str, str], tuple[str, Caller]] = OrderedDict()
+
+
+def _remember(cache: OrderedDict[K, V], key: K, value: V) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > MAX_ENTRIES:
+        cache.popitem(last=False)
+
+
+def verified_claims(svc: Services, password: str, now: float) -> TokenClaims:
+    """The claims of `password`, or TokenRejected (forged, garbled, expired)."""
+    key = (svc.token_secret, password)
+    claims = _claims.get(key)
+    if claims is None:
+        try:
+            claims = read_password(password, svc.token_secret, now)
+        except TokenError as exc:
+            raise TokenRejected(exc.reason) from exc
+        _remember(_claims, key, claims)
+    elif now >= claims.expires_at:
+        del _claims[key]
+        raise TokenRejected("expired")
+    return claims
+
+
+async def registry_caller(svc: Services, password: str, region: str) -> Caller:
+    """As authorization.caller_for_password, from the cache when nothing it depends on changed."""
+    now = time.time()
+    claims = verified_claims(svc, password, now)
+    if claims.region != region:
+        raise TokenRejected("region")
+    # Read before resolving: a write landing in between leaves the entry under the older
+    # generation, so the next request resolves again.
+    generation = await auth_generation.current(svc.db)
+    if generation is None:
+        generation = await svc.server_value(auth_generation.NAME, "initial")
+    key = (svc.db.url, claims.access_key_id, claims.account_id, region)
+    held = _callers.get(key)
+    if held is not None and held[0] == generation:
+        caller = held[1]
+        if caller.session_expires_at is None or now < caller.session_expires_at:
+            return caller
+    caller = await caller_for_password(svc, password, region)
+    _remember(_callers, key, (generation, caller))
+    return caller
