@@ -163,7 +163,9 @@ def api_call_event(context: RequestContext) -> dict[str, Any] | None:
     if context.params is not None:
         camel = context.source in _QUERY_SOURCES
         params = redact(_plain(context.params, camel=camel))
-        response = redact(_plain(context.response, camel=camel)) if context.response else None
+        # A read-only call's event carries no response (below): converting one costs as much as
+        # the call itself when it lists a hundred images.
+        response = redact(_plain(context.response, camel=camel)) if context.response and not read_only else None
     else:
         # The registry door's parameters come from the path and headers: nothing there to hide.
         params = _registry_parameters(context)

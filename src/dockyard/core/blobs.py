@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.caller import Caller
 from dockyard.core.creation_templates import open_for_push
+from dockyard.core.images import open_repository_fast
 from dockyard.core.repositories import Repository, open_repository
 from dockyard.core.services import Services, now
 from dockyard.errors import BlobUnknown
-from dockyard.store import schema
+from dockyard.store import fastread, schema
 
 rb = schema.repository_blobs
+# A blob GET or HEAD: its size and link, if the repository has it (run through store.fastread).
+_LINK = (
+    select(schema.blobs.c.size, rb.c.linked_at)
+    .join(rb, rb.c.digest == schema.blobs.c.digest)
+    .where(rb.c.repository_id == bindparam("repository_id"), rb.c.digest == bindparam("digest"))
+)
 
 
 def blob_unknown(repo: Repository, digest: str) -> BlobUnknown:
@@ -76,15 +83,11 @@ async def claim(svc: Services, digest: str, size: int) -> None:
             await conn.execute(insert(blobs).values(digest=digest, size=size, created_at=moment, touched_at=moment))
 
 
-async def keep_link(svc: Services, repo: Repository, digest: str) -> None:
+async def keep_link(svc: Services, repo: Repository, digest: str, linked_at: float | None) -> None:
     """A HEAD of a layer the repository has (a push checking what it may skip): refresh the link's
     linked_at once it is older than half the grace period, so the push has at least that long to
     put its manifest before garbage collection may drop an unreferenced link."""
     half_grace = svc.settings.operations.gc_grace_seconds / 2
-    async with svc.db.read() as conn:
-        linked_at = (
-            await conn.execute(select(rb.c.linked_at).where(rb.c.repository_id == repo.id, rb.c.digest == digest))
-        ).scalar()
     if linked_at is not None and now() - linked_at > half_grace:
         async with svc.db.write() as conn:
             await conn.execute(
@@ -95,14 +98,15 @@ async def keep_link(svc: Services, repo: Repository, digest: str) -> None:
 async def stat_blob(
     svc: Services, caller: Caller, account_id: str, repository: str, digest: str, action: str
 ) -> tuple[Repository, int]:
-    async with svc.db.read() as conn:
-        repo = await open_repository(conn, caller, account_id, repository, action)
-        size = await linked_size(conn, repo, digest)
-    if size is None:
+    """The size of a blob the repository has, once `caller` may `action` it; two indexed reads."""
+    repo = await open_repository_fast(svc, caller, account_id, repository, action)
+    rows = await fastread.fetch(svc.db, _LINK, {"repository_id": repo.id, "digest": digest})
+    if not rows:
         raise blob_unknown(repo, digest)
+    size, linked_at = rows[0]
     if action == "ecr:BatchCheckLayerAvailability":
-        await keep_link(svc, repo, digest)
-    return repo, size
+        await keep_link(svc, repo, digest, linked_at)
+    return repo, int(size)
 
 
 async def mount_blob(
