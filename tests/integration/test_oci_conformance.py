@@ -1187,8 +1187,10 @@ def catalogue(fresh_repo: Registry, data: SuiteData) -> Catalogue:
         ("oci-index", f"{DOCKER_MANIFEST}, {DOCKER_LIST}", None),
         ("oci-index", f"{OCI_INDEX};q=0, {OCI_MANIFEST}", None),
         ("oci-image", OCI_MANIFEST, "oci_image"),
-        ("oci-image", DOCKER_MANIFEST, None),
-        ("docker-image", OCI_MANIFEST, "docker_image"),
+        # ECR converts an image manifest the client cannot read, on a pull by tag.
+        ("oci-image", DOCKER_MANIFEST, "converted"),
+        ("docker-image", OCI_MANIFEST, "converted"),
+        ("docker-image", f"{OCI_MANIFEST}, {DOCKER_MANIFEST}", "docker_image"),
         ("docker-list", f"{DOCKER_LIST}, {DOCKER_MANIFEST}", "docker_list"),
         # An old client that knows no lists gets the list's linux/amd64 image, as CNCF distribution does.
         ("docker-list", DOCKER_MANIFEST, "docker_image"),
@@ -1199,6 +1201,9 @@ def test_accept_negotiation(
     fresh_repo: Registry, catalogue: Catalogue, method: str, reference: str, accept: str | None, served: str | None
 ) -> None:
     response = fresh_repo.get_manifest(reference, accept=accept, method=method)
+    if served == "converted":
+        assert_converted(response, fresh_repo.get_manifest(reference, accept="*/*"), accept or "", method)
+        return
     if served is None:
         assert_error(response, 404, "MANIFEST_UNKNOWN")
         if method == "GET":
@@ -1206,6 +1211,24 @@ def test_accept_negotiation(
             assert "Accept" in message, message
         return
     assert_manifest_served(response, getattr(catalogue, served), method)
+
+
+def assert_converted(response: httpx.Response, stored: httpx.Response, target: str, method: str) -> None:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == target
+    if method == "HEAD":
+        return
+    converted, original = response.json(), stored.json()
+    assert response.headers["docker-content-digest"] == "sha256:" + hashlib.sha256(response.content).hexdigest()
+    assert converted["mediaType"] == target
+    assert converted["config"]["digest"] == original["config"]["digest"]
+    assert [layer["digest"] for layer in converted["layers"]] == [layer["digest"] for layer in original["layers"]]
+
+
+def test_conversion_is_by_tag_only(fresh_repo: Registry, catalogue: Catalogue) -> None:
+    response = fresh_repo.get_manifest(catalogue.oci_image.digest, accept=DOCKER_MANIFEST)
+    assert_error(response, 404, "MANIFEST_UNKNOWN")
+    assert "Accept" in response.json()["errors"][0]["message"]
 
 
 def test_a_list_by_digest_is_served_whatever_the_accept_header(fresh_repo: Registry, catalogue: Catalogue) -> None:

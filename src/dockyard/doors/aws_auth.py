@@ -9,7 +9,8 @@ from starlette.requests import Request
 
 from dockyard.auth.sigv4 import AwsError, Protocol, SignatureError, SignatureInfo, parse_signature, verify_signature
 from dockyard.core.caller import Caller
-from dockyard.core.principals import CredentialsRejected, resolve_credentials
+from dockyard.core.principals import CredentialsRejected
+from dockyard.core.registry_callers import signed_credentials
 from dockyard.core.services import Services
 from dockyard.doors.origin import with_origin
 from dockyard.observe.context import admit, context_of
@@ -53,7 +54,7 @@ async def authenticate_signed(
     method = request.method
     info = parse_signature(method, path, query, request.headers, now, services=services)
     try:
-        resolved = await resolve_credentials(svc, info.access_key_id, info.session_token, info.region)
+        resolved = await signed_credentials(svc, info.access_key_id, info.session_token, info.region)
     except CredentialsRejected as exc:
         raise SignatureError(exc.kind) from exc
     verify_signature(info, resolved.secret_access_key, method, path, query, request.headers, body, now)

@@ -457,28 +457,122 @@ def _java_value(value: Any) -> str:
 # --- responses ------------------------------------------------------------------------------
 
 
-def _write(shape: Shape, value: Any) -> Any:
+# A writer appends the JSON text of one value of its shape to `out`, strings through `encode`.
+# Writers are compiled once per shape so a long list pays for no model walking per member.
+_Writer = Callable[[Any, list[str], Callable[[str], str]], None]
+
+
+def _writer(shape: Shape, cache: dict[str, _Writer]) -> _Writer:
+    held = cache.get(shape.name)
+    if held is not None:
+        return held
     kind = shape.type_name
     if kind == "structure":
-        return {
-            name: _write(member, value[name]) for name, member in shape.members.items() if value.get(name) is not None
-        }
+        return _structure_writer(shape, cache)
     if kind == "list":
-        return [_write(shape.member, item) for item in value if item is not None]
+        return _list_writer(_writer(shape.member, cache))
     if kind == "map":
-        return {str(k): _write(shape.value, v) for k, v in value.items() if v is not None}
-    if kind == "timestamp":
-        return _JavaDouble(_epoch_seconds(value))
-    if kind in ("double", "float"):
-        return _JavaDouble(float(value))
-    if kind == "blob":
-        raw = value.encode() if isinstance(value, str) else bytes(value)
-        return base64.b64encode(raw).decode("ascii")
-    if kind in ("integer", "long"):
-        return int(value)
-    if kind == "boolean":
-        return bool(value)
-    return str(value)
+        return _map_writer(_writer(shape.value, cache))
+    return _SCALAR_WRITERS.get(kind, _write_string)
+
+
+def _structure_writer(shape: Shape, cache: dict[str, _Writer]) -> _Writer:
+    # (member name, its key text after the first member, the same first, its writer)
+    members: list[tuple[str, str, str, _Writer]] = []
+
+    def write(value: Any, out: list[str], encode: Callable[[str], str]) -> None:
+        opening = "{"
+        for name, key, first_key, write_member in members:
+            item = value.get(name)
+            if item is None:
+                continue
+            out.append(first_key if opening else key)
+            opening = ""
+            write_member(item, out, encode)
+        out.append("{}" if opening else "}")
+
+    cache[shape.name] = write  # before the members, so a recursive shape finds itself
+    for name, member in shape.members.items():
+        key = _encode_string(name) + ":"
+        members.append((name, "," + key, "{" + key, _writer(member, cache)))
+    return write
+
+
+def _list_writer(write_item: _Writer) -> _Writer:
+    def write(value: Any, out: list[str], encode: Callable[[str], str]) -> None:
+        separator = "["
+        for item in value:
+            if item is None:
+                continue
+            out.append(separator)
+            separator = ","
+            write_item(item, out, encode)
+        out.append("[]" if separator == "[" else "]")
+
+    return write
+
+
+def _map_writer(write_value: _Writer) -> _Writer:
+    def write(value: Any, out: list[str], encode: Callable[[str], str]) -> None:
+        separator = "{"
+        for key, item in value.items():
+            if item is None:
+                continue
+            out.append(separator)
+            separator = ","
+            out.append(encode(str(key)))
+            out.append(":")
+            write_value(item, out, encode)
+        out.append("{}" if separator == "{" else "}")
+
+    return write
+
+
+def _write_string(value: Any, out: list[str], encode: Callable[[str], str]) -> None:
+    out.append(encode(str(value)))
+
+
+def _write_timestamp(value: Any, out: list[str], encode: Callable[[str], str]) -> None:
+    out.append(_java_double(_epoch_seconds(value)))
+
+
+def _write_double(value: Any, out: list[str], encode: Callable[[str], str]) -> None:
+    out.append(_java_double(float(value)))
+
+
+def _write_blob(value: Any, out: list[str], encode: Callable[[str], str]) -> None:
+    raw = value.encode() if isinstance(value, str) else bytes(value)
+    out.append(encode(base64.b64encode(raw).decode("ascii")))
+
+
+def _write_integer(value: Any, out: list[str], encode: Callable[[str], str]) -> None:
+    out.append(int.__repr__(int(value)))
+
+
+def _write_boolean(value: Any, out: list[str], encode: Callable[[str], str]) -> None:
+    out.append("true" if value else "false")
+
+
+_SCALAR_WRITERS: dict[str, _Writer] = {
+    "timestamp": _write_timestamp,
+    "double": _write_double,
+    "float": _write_double,
+    "blob": _write_blob,
+    "integer": _write_integer,
+    "long": _write_integer,
+    "boolean": _write_boolean,
+}
+
+
+def _serialize(write: _Writer, value: Any) -> bytes:
+    out: list[str] = []
+    write(value, out, _encode_string)
+    try:
+        return "".join(out).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate only survives as a JSON escape
+        out.clear()
+        write(value, out, _encode_string_ascii)
+        return "".join(out).encode("ascii")
 
 
 def _epoch_seconds(value: datetime | float) -> float:
@@ -488,19 +582,13 @@ def _epoch_seconds(value: datetime | float) -> float:
     return float(value)
 
 
-class _JavaDouble(float):
-    """A float written the way Java's Double.toString writes it."""
-
-
 def _java_double(value: float) -> str:
     if not math.isfinite(value):
         raise ValueError(f"{value} cannot be written as JSON")
     if value == 0:
         return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
     sign = "-" if value < 0 else ""
-    _, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
-    digits = "".join(map(str, digit_tuple))
-    point = len(digits) + int(exponent)  # digits before the decimal point
+    digits, point = _shortest_digits(abs(value))
     if 1e-3 <= abs(value) < 1e7:
         if point <= 0:
             text = "0." + "0" * -point + digits
@@ -511,6 +599,18 @@ def _java_double(value: float) -> str:
     else:
         text = f"{digits[0]}.{digits[1:] or '0'}E{point - 1}"
     return sign + text
+
+
+def _shortest_digits(value: float) -> tuple[str, int]:
+    """The shortest significant digits that read back as `value` (> 0), without leading or trailing
+    zeros, and where the decimal point goes among them (Python's repr already picks the digits;
+    reading its text costs a fraction of going through Decimal)."""
+    mantissa, _, exponent = repr(value).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    significant = digits.lstrip("0")
+    point = len(whole) + int(exponent or 0) - (len(digits) - len(significant))
+    return significant.rstrip("0"), point
 
 
 def _dumps(value: Any) -> bytes:
@@ -541,8 +641,6 @@ def _dump_into(value: Any, parts: list[str], encode: Callable[[str], str]) -> No
             parts.append("," if index else "")
             _dump_into(item, parts, encode)
         parts.append("]")
-    elif isinstance(value, _JavaDouble):
-        parts.append(_java_double(value))
     else:
         parts.append(json.dumps(value))
 
@@ -556,6 +654,7 @@ class _Operation:
     input: _Node | None
     reports_invalid_parameter: bool
     errors: tuple[str, ...]
+    output: _Writer | None
 
 
 class ServiceModel:
@@ -568,17 +667,21 @@ class ServiceModel:
             raise ValueError(f"{service_name} does not speak AWS JSON")
         self.target_prefix: str = self.model.metadata["targetPrefix"]
         cache: dict[str, _Node] = {}
-        self._operations = {name: self._compile_operation(name, cache) for name in self.model.operation_names}
+        writers: dict[str, _Writer] = {}
+        self._operations = {
+            name: self._compile_operation(name, cache, writers) for name in self.model.operation_names
+        }
         # botocore keeps no "fault" flag on its shapes, so read it from the raw model.
         self._fault_codes = frozenset(
             name for name, shape in data["shapes"].items() if shape.get("exception") and shape.get("fault")
         )
 
-    def _compile_operation(self, name: str, cache: dict[str, _Node]) -> _Operation:
+    def _compile_operation(self, name: str, cache: dict[str, _Node], writers: dict[str, _Writer]) -> _Operation:
         model = self.model.operation_model(name)
         errors = tuple(shape.name for shape in model.error_shapes)
         node = _compile(model.input_shape, cache) if model.input_shape is not None else None
-        return _Operation(model, node, INVALID_PARAMETER_EXCEPTION in errors, errors)
+        output = _writer(model.output_shape, writers) if model.output_shape is not None else None
+        return _Operation(model, node, INVALID_PARAMETER_EXCEPTION in errors, errors, output)
 
     def operation_names(self) -> set[str]:
         return set(self._operations)
@@ -642,10 +745,10 @@ class ServiceModel:
 
     def serialize_output(self, operation: str, result: dict[str, Any]) -> bytes:
         """The JSON body for ``result``: only modelled members, no nulls, epoch timestamps."""
-        shape = self._operation(operation).model.output_shape
-        if shape is None:
+        write = self._operation(operation).output
+        if write is None:
             return b"{}"
-        return _dumps(_write(shape, result))
+        return _serialize(write, result)
 
     def _operation(self, operation: str) -> _Operation:
         try:

@@ -6,6 +6,7 @@ and, when it is an error, the spec's JSON error document."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,8 @@ from dockyard.core.manifests import (
     OCI_MANIFEST,
     ManifestError,
     accepts,
+    compute_digest,
+    convert_manifest,
     is_digest,
     validate_digest,
 )
@@ -321,6 +324,20 @@ def _acceptable(image: images.StoredImage, accept: list[str], by_digest: bool) -
     return accepts(image.media_type, accept)
 
 
+def _converted(image: images.StoredImage, accept: list[str]) -> images.StoredImage | None:
+    """ECR's conversion on a pull by tag: an image manifest the client's Accept header does not
+    allow, rewritten as the Docker schema 2 or OCI image manifest it does allow, over the same blobs."""
+    if not any(value.strip() for value in accept) or accepts(image.media_type, accept):
+        return None
+    for target in (DOCKER_MANIFEST, OCI_MANIFEST):
+        if target != image.media_type and accepts(target, accept):
+            manifest = convert_manifest(image.manifest, image.media_type, target)
+            if manifest is not None:
+                digest = compute_digest(manifest)
+                return dataclasses.replace(image, manifest=manifest, media_type=target, digest=digest)
+    return None
+
+
 def _default_platform_child(image: images.StoredImage) -> str | None:
     """The linux/amd64 entry of a manifest list: what distribution gives a client that knows no lists."""
     for entry in json.loads(image.manifest).get("manifests") or []:
@@ -466,6 +483,10 @@ class RegistryDoor:
     ) -> images.StoredImage:
         """The manifest to answer with, given what the client's Accept header allows."""
         accept = request.headers.getlist("accept")
+        if not is_digest(reference):
+            converted = _converted(image, accept)
+            if converted is not None:
+                return converted
         if _acceptable(image, accept, is_digest(reference)):
             return image
         if image.media_type == DOCKER_MANIFEST_LIST and accepts(DOCKER_MANIFEST, accept):
