@@ -108,8 +108,11 @@ def test_a_changed_policy_applies_to_the_next_request(
     user = iam.user(f"changed-{suffix()}", managed=("AmazonEC2ContainerRegistryReadOnly",))
     password = login_password(aws, user)
     assert _pull(skopeo, dockyard_server, repository, password)
+    aws("ecr", "describe-repositories", env=user.env())  # the signed caller is now cached too
     iam("detach-user-policy", "--user-name", user.name, "--policy-arn", READ_ONLY)
     assert not _pull(skopeo, dockyard_server, repository, password)
+    refused = aws("ecr", "describe-repositories", env=user.env(), check=False)
+    assert "is not authorized to perform: ecr:DescribeRepositories" in aws_error(refused)
     # A group's policy counts as the user's own.
     group = f"readers-{suffix()}"
     iam("create-group", "--group-name", group)

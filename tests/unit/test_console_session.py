@@ -173,6 +173,17 @@ def test_sign_out_needs_the_token_and_ends_the_session(console: Console) -> None
     assert console.client.get("/console/repositories", follow_redirects=False).status_code == 303
 
 
+def test_a_copy_of_a_signed_out_cookie_is_refused(console: Console) -> None:
+    console.sign_in()
+    copied = console.client.cookies[COOKIE_NAME]
+    token = console.csrf("/console/repositories")
+    console.client.post("/console/sign-out", data={"csrf_token": token}, follow_redirects=False)
+    console.client.cookies.set(COOKIE_NAME, copied, path="/console")
+    replayed = console.client.get("/console/repositories", follow_redirects=False)
+    assert replayed.status_code == 303
+    assert "/console/sign-in" in replayed.headers["location"]
+
+
 def test_an_old_cookie_is_useless_once_expired(console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
     console.sign_in()
     assert console.client.get("/console/repositories", follow_redirects=False).status_code == 200

@@ -229,6 +229,15 @@ repository_lifecycle = Table(
     Column("preview_started_at", Float),
 )
 
+# Console sessions signed out before they expire: the cookie alone would still pass its signature
+# check, so a copy of it must be refused on any node. Rows outlive their session by nothing.
+console_sign_outs = Table(
+    "console_sign_outs",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+)
+
 # Background jobs that must run on one node at a time (garbage collection, lifecycle) hold a lease.
 leases = Table(
     "leases",

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dockyard.audit.console import report_sign_in
+from dockyard.core import console_sessions
 from dockyard.core.caller import Caller
 from dockyard.core.principals import CredentialsRejected, resolve_credentials
 from dockyard.core.services import Services
@@ -82,6 +83,8 @@ class ConsoleDoor:
         """The principal the session's access key stands for now, or None when the key no
         longer works (deactivated, deleted, or its user gone)."""
         assert session.access_key_id is not None
+        if await console_sessions.session_ended(self.svc, session.session_id):
+            return None
         try:
             resolved = await resolve_credentials(self.svc, session.access_key_id, None, self.svc.settings.region)
         except CredentialsRejected:
@@ -181,6 +184,8 @@ class ConsoleDoor:
         form = await self._form(request)
         if session is None or form is None or not session.csrf_matches(form.get(CSRF_FIELD)):
             return see_other(console_url("sign-in"))
+        if session.signed_in:
+            await console_sessions.end_session(self.svc, session.session_id, session.expires_at)
         response = see_other(console_url("sign-in", reason="signed-out"))
         self.codec.clear(response, secure=self._secure(request))
         return response

@@ -42,6 +42,11 @@ class Session:
     def expired(self, now: float) -> bool:
         return now >= self.expires_at
 
+    @property
+    def session_id(self) -> str:
+        """Names the session without revealing its CSRF token (which is unique to it)."""
+        return hashlib.sha256(self.csrf_token.encode()).hexdigest()
+
     def csrf_matches(self, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(self.csrf_token.encode(), str(token).encode())
 
