@@ -59,7 +59,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from json.encoder import encode_basestring as _encode_string  # C-accelerated, keeps UTF-8 as is
 from json.encoder import encode_basestring_ascii as _encode_string_ascii
 from typing import Any
@@ -668,9 +667,7 @@ class ServiceModel:
         self.target_prefix: str = self.model.metadata["targetPrefix"]
         cache: dict[str, _Node] = {}
         writers: dict[str, _Writer] = {}
-        self._operations = {
-            name: self._compile_operation(name, cache, writers) for name in self.model.operation_names
-        }
+        self._operations = {name: self._compile_operation(name, cache, writers) for name in self.model.operation_names}
         # botocore keeps no "fault" flag on its shapes, so read it from the raw model.
         self._fault_codes = frozenset(
             name for name, shape in data["shapes"].items() if shape.get("exception") and shape.get("fault")
