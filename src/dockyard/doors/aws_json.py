@@ -613,14 +613,7 @@ def _shortest_digits(value: float) -> tuple[str, int]:
 
 
 def _dumps(value: Any) -> bytes:
-    parts: list[str] = []
-    _dump_into(value, parts, _encode_string)
-    try:
-        return "".join(parts).encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate only survives as a JSON escape
-        parts.clear()
-        _dump_into(value, parts, _encode_string_ascii)
-        return "".join(parts).encode("ascii")
+    return _serialize(_dump_into, value)
 
 
 def _dump_into(value: Any, parts: list[str], encode: Callable[[str], str]) -> None:
