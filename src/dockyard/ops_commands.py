@@ -135,12 +135,13 @@ def prepare_runtime(settings: Settings, workers: int, log_level: str) -> dict[st
     return config
 
 
-def _settings(data_dir: Path, database_url: str | None, **operations: Any) -> Settings:
+def _settings(data_dir: Path, database_url: str | None, store: dict[str, Any], **operations: Any) -> Settings:
     from dockyard.store.database import upgrade
 
     settings = Settings(
         data_dir=data_dir.resolve(),
         database_url=database_url,
+        **store,
         account_id=DEFAULT_ACCOUNT_ID,
         region=DEFAULT_REGION,
         operations=Operations(**operations),
@@ -151,11 +152,26 @@ def _settings(data_dir: Path, database_url: str | None, **operations: Any) -> Se
 
 
 def _data_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Where the data is, as `dockyard serve` is told (same flags and DOCKYARD_* variables)."""
     command = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")(command)
-    command = click.option("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in the data dir)")(
+    command = click.option("--s3-region", default=None, envvar="DOCKYARD_S3_REGION", help="the bucket's region")(
         command
     )
-    return click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))(command)
+    command = click.option(
+        "--s3-endpoint-url", default=None, envvar="DOCKYARD_S3_ENDPOINT_URL", help="S3-compatible endpoint"
+    )(command)
+    command = click.option(
+        "--blob-store", default=None, envvar="DOCKYARD_BLOB_STORE", help="s3://BUCKET[/PREFIX] or a directory"
+    )(command)
+    command = click.option(
+        "--database-url",
+        default=None,
+        envvar="DOCKYARD_DATABASE_URL",
+        help="SQLAlchemy URL (default: SQLite in the data dir)",
+    )(command)
+    return click.option(
+        "--data-dir", default="data", show_default=True, envvar="DOCKYARD_DATA_DIR", type=click.Path(path_type=Path)
+    )(command)
 
 
 def _size(value: int) -> str:
@@ -181,14 +197,20 @@ def _size(value: int) -> str:
     envvar="DOCKYARD_UPLOAD_EXPIRY",
 )
 def gc(
-    data_dir: Path, database_url: str | None, as_json: bool, dry_run: bool, grace: float, upload_expiry: float
+    data_dir: Path,
+    database_url: str | None,
+    as_json: bool,
+    dry_run: bool,
+    grace: float,
+    upload_expiry: float,
+    **store: str | None,
 ) -> None:
     """Remove blobs no image needs, stale layer links and abandoned uploads; safe while the server runs."""
     from dockyard.core.gc import storage_report
     from dockyard.core.services import Services
     from dockyard.workers.housekeeping import run_gc
 
-    settings = _settings(data_dir, database_url, gc_grace_seconds=grace, upload_expiry_seconds=upload_expiry)
+    settings = _settings(data_dir, database_url, store, gc_grace_seconds=grace, upload_expiry_seconds=upload_expiry)
 
     async def run() -> tuple[Any, Any]:
         svc = Services.from_settings(settings)
@@ -258,12 +280,12 @@ def _echo_storage(storage: Any) -> None:
 
 @click.command()
 @_data_options
-def storage(data_dir: Path, database_url: str | None, as_json: bool) -> None:
+def storage(data_dir: Path, database_url: str | None, as_json: bool, **store: str | None) -> None:
     """Bytes stored, in total (each blob once) and per repository."""
     from dockyard.core.gc import storage_report
     from dockyard.core.services import Services
 
-    settings = _settings(data_dir, database_url)
+    settings = _settings(data_dir, database_url, store)
 
     async def run() -> Any:
         svc = Services.from_settings(settings)
@@ -287,13 +309,13 @@ def lifecycle() -> None:
 @lifecycle.command("run")
 @_data_options
 @click.option("--dry-run", is_flag=True, help="Report what would expire; change nothing.")
-def lifecycle_run(data_dir: Path, database_url: str | None, as_json: bool, dry_run: bool) -> None:
+def lifecycle_run(data_dir: Path, database_url: str | None, as_json: bool, dry_run: bool, **store: str | None) -> None:
     """Apply every repository's lifecycle policy now; expiries go to the audit trail."""
     from dockyard.core.services import Services
     from dockyard.ops import audit_trail
     from dockyard.workers.housekeeping import run_lifecycle
 
-    settings = _settings(data_dir, database_url)
+    settings = _settings(data_dir, database_url, store)
 
     async def run() -> list[Any]:
         svc = Services.from_settings(settings)

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.support.clients import Boto3Clients, ContainersConfig, Skopeo
 from tests.support.images import build_image, read_blob
 from tests.support.registry_http import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, RegistryHttp, digest_of
-from tests.support.server import DockyardServer, ServerFactory, access_key_id, secret_access_key
+from tests.support.server import DockyardServer, ServerFactory, access_key_id, dockyard_command, secret_access_key
 from tests.support.services import (  # noqa: F401 - session fixtures
     PostgresCluster,
     RedisServer,
@@ -379,3 +380,33 @@ def test_blobs_live_in_the_object_store(cluster: Cluster, s3_server: S3Server) -
     # Nothing went to the nodes' own disks.
     for node in cluster.nodes:
         assert not (node.data_dir / "storage").exists()
+
+
+def test_offline_commands_reach_the_shared_database_and_object_store(
+    cluster: Cluster,
+    s3_server: S3Server,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    make_repository(cluster, "scale/report")
+    layer = b"counted once, wherever it is stored" * 4096
+    cluster.client(2).push_blob("scale/report", layer)
+    store = {
+        "DOCKYARD_DATABASE_URL": cluster.database_url,
+        "DOCKYARD_BLOB_STORE": f"s3://{BUCKET}/registry",
+        "DOCKYARD_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "DOCKYARD_S3_REGION": s3_server.region,
+    }
+    env = {**cluster.nodes[0].server_env(), **s3_server.env(), **store}
+    operator = ["--json", "--data-dir", str(tmp_path / "operator")]
+    done = subprocess.run(
+        [*dockyard_command(), "storage", *operator], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["blobs"] >= 1 and report["totalBytes"] >= len(layer)
+    # Nothing of the cluster's lives in the operator's own data directory.
+    assert not (tmp_path / "operator" / "storage").exists()
+    dry = subprocess.run(
+        [*dockyard_command(), "gc", "--dry-run", *operator], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert dry.returncode == 0, dry.stderr
