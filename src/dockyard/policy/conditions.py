@@ -14,6 +14,7 @@ import binascii
 import ipaddress
 import math
 import operator
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,11 +30,13 @@ _SET_PREFIXES: tuple[SetOperator, ...] = ("ForAllValues", "ForAnyValue")
 _IF_EXISTS = "IfExists"
 
 
-class ValueMatcher:
+class ValueMatcher(ABC):
     """Does one request value match any of a condition's policy values?"""
 
-    def matches(self, value: str, lookup: ContextLookup) -> bool:
-        raise NotImplementedError
+    __slots__ = ()
+
+    @abstractmethod
+    def matches(self, value: str, lookup: ContextLookup) -> bool: ...
 
 
 class _PatternMatcher(ValueMatcher):
