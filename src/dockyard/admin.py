@@ -6,7 +6,6 @@ API's answer as JSON, as the AWS CLI would print it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -21,9 +20,8 @@ from dockyard.core import accounts, iam_entities, iam_policies
 from dockyard.core.caller import Caller, root_caller
 from dockyard.core.principals import aws_managed_policy
 from dockyard.core.services import Services
-from dockyard.errors import DockyardError
+from dockyard.offline import prepared, run_with_services
 from dockyard.policy.managed import MANAGED_POLICY_ARN_PREFIX
-from dockyard.store.database import upgrade
 
 _ACCOUNT_ID = re.compile(r"\d{12}")
 Command = Callable[[Services, Caller], Awaitable[Any]]
@@ -36,22 +34,12 @@ class AdminContext:
 
     def run(self, command: Command) -> Any:
         """Run `command` as the account's root user; print its answer; exit 1 on an AWS error."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        upgrade(self.settings.sqlalchemy_url)
-        try:
-            result = asyncio.run(self._run(command))
-        except DockyardError as exc:
-            raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+        settings = prepared(self.settings)
+        caller = root_caller(self.account_id, settings.region)
+        result = run_with_services(settings, lambda svc: command(svc, caller))
         if result:
             click.echo(json.dumps(result, indent=4))
         return result
-
-    async def _run(self, command: Command) -> Any:
-        svc = Services.from_settings(self.settings)
-        try:
-            return await command(svc, root_caller(self.account_id, self.settings.region))
-        finally:
-            await svc.close()
 
 
 def write_credentials(path: Path, key: accounts.AccessKey, region: str) -> None:

@@ -136,7 +136,7 @@ def prepare_runtime(settings: Settings, workers: int, log_level: str) -> dict[st
 
 
 def _settings(data_dir: Path, database_url: str | None, store: dict[str, Any], **operations: Any) -> Settings:
-    from dockyard.store.database import upgrade
+    from dockyard.offline import prepared
 
     settings = Settings(
         data_dir=data_dir.resolve(),
@@ -146,9 +146,7 @@ def _settings(data_dir: Path, database_url: str | None, store: dict[str, Any], *
         region=DEFAULT_REGION,
         operations=Operations(**operations),
     )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.sqlalchemy_url)
-    return settings
+    return prepared(settings)
 
 
 def _data_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -207,20 +205,16 @@ def gc(
 ) -> None:
     """Remove blobs no image needs, stale layer links and abandoned uploads; safe while the server runs."""
     from dockyard.core.gc import storage_report
-    from dockyard.core.services import Services
+    from dockyard.offline import run_with_services
     from dockyard.workers.housekeeping import run_gc
 
     settings = _settings(data_dir, database_url, store, gc_grace_seconds=grace, upload_expiry_seconds=upload_expiry)
 
-    async def run() -> tuple[Any, Any]:
-        svc = Services.from_settings(settings)
-        try:
-            result = await run_gc(svc, dry_run=dry_run)
-            return result, await storage_report(svc)
-        finally:
-            await svc.close()
+    async def run(svc: Any) -> tuple[Any, Any]:
+        result = await run_gc(svc, dry_run=dry_run)
+        return result, await storage_report(svc)
 
-    result, storage = asyncio.run(run())
+    result, storage = run_with_services(settings, run)
     if as_json:
         click.echo(json.dumps(_gc_json(result, storage), indent=2))
         return
@@ -283,18 +277,9 @@ def _echo_storage(storage: Any) -> None:
 def storage(data_dir: Path, database_url: str | None, as_json: bool, **store: str | None) -> None:
     """Bytes stored, in total (each blob once) and per repository."""
     from dockyard.core.gc import storage_report
-    from dockyard.core.services import Services
+    from dockyard.offline import run_with_services
 
-    settings = _settings(data_dir, database_url, store)
-
-    async def run() -> Any:
-        svc = Services.from_settings(settings)
-        try:
-            return await storage_report(svc)
-        finally:
-            await svc.close()
-
-    report = asyncio.run(run())
+    report = run_with_services(_settings(data_dir, database_url, store), storage_report)
     if as_json:
         click.echo(json.dumps(_storage_json(report), indent=2))
     else:
@@ -311,23 +296,19 @@ def lifecycle() -> None:
 @click.option("--dry-run", is_flag=True, help="Report what would expire; change nothing.")
 def lifecycle_run(data_dir: Path, database_url: str | None, as_json: bool, dry_run: bool, **store: str | None) -> None:
     """Apply every repository's lifecycle policy now; expiries go to the audit trail."""
-    from dockyard.core.services import Services
+    from dockyard.offline import run_with_services
     from dockyard.ops import audit_trail
     from dockyard.workers.housekeeping import run_lifecycle
 
-    settings = _settings(data_dir, database_url, store)
-
-    async def run() -> list[Any]:
-        svc = Services.from_settings(settings)
+    async def run(svc: Any) -> list[Any]:
         trail = None if dry_run else audit_trail(svc).start()
         try:
             return await run_lifecycle(svc, trail, dry_run=dry_run)
         finally:
             if trail is not None:
                 await asyncio.to_thread(trail.close)
-            await svc.close()
 
-    runs = asyncio.run(run())
+    runs = run_with_services(_settings(data_dir, database_url, store), run)
     if as_json:
         report = [
             {

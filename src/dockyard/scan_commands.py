@@ -4,14 +4,13 @@ directly; the server may be running meanwhile, and picks the changes up at once.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -20,13 +19,10 @@ from dockyard.core import scans
 from dockyard.core.caller import root_caller
 from dockyard.core.manifests import is_digest
 from dockyard.core.scan_hooks import EXEMPT_TAG_PREFIX, GATE_OFF, GATE_SEVERITIES
-from dockyard.core.services import Services
-from dockyard.errors import DockyardError
-from dockyard.store.database import upgrade
+from dockyard.offline import prepared, run_with_services
 from dockyard.vulndb import osv
 from dockyard.vulndb import store as vulndb_store
 
-T = TypeVar("T")
 _ACCOUNT_ID = re.compile(r"\d{12}")
 # The skipped documents an import lists before summing up the rest.
 SHOWN_SKIPPED = 20
@@ -37,24 +33,9 @@ def _settings(
 ) -> Settings:
     if not _ACCOUNT_ID.fullmatch(account_id):
         raise click.BadParameter("an account ID is 12 digits", param_hint="--account-id")
-    settings = Settings(data_dir=data_dir.resolve(), database_url=database_url, account_id=account_id, region=region)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.sqlalchemy_url)
-    return settings
-
-
-def _run(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
-    async def main() -> T:
-        svc = Services.from_settings(settings)
-        try:
-            return await work(svc)
-        finally:
-            await svc.close()
-
-    try:
-        return asyncio.run(main())
-    except DockyardError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    return prepared(
+        Settings(data_dir=data_dir.resolve(), database_url=database_url, account_id=account_id, region=region)
+    )
 
 
 def _when(moment: float | None) -> str:
@@ -100,7 +81,7 @@ def import_command(paths: tuple[Path, ...], data_dir: Path, database_url: str | 
     for path in paths:
         total = osv.count_records(path)
         with click.progressbar(length=total, label=f"Importing {path.name}", file=sys.stderr) as bar:
-            result = _run(
+            result = run_with_services(
                 settings,
                 lambda svc, path=path, bar=bar: vulndb_store.import_records(
                     svc.db, str(path.resolve()), osv.iter_records(path), bar.update
@@ -120,7 +101,7 @@ def import_command(paths: tuple[Path, ...], data_dir: Path, database_url: str | 
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def status_command(data_dir: Path, database_url: str | None, as_json: bool) -> None:
     """What the vulnerability database holds, and when it was last updated."""
-    status = _run(_settings(data_dir, database_url), lambda svc: vulndb_store.status(svc.db))
+    status = run_with_services(_settings(data_dir, database_url), lambda svc: vulndb_store.status(svc.db))
     if as_json:
         click.echo(
             json.dumps(
@@ -165,7 +146,7 @@ def gate_set(severity: str, data_dir: Path, database_url: str | None, account_id
     """Refuse pulls of images with findings of SEVERITY or worse (OFF: serve everything)."""
     settings = _settings(data_dir, database_url, account_id, region)
     wanted = None if severity.upper() == GATE_OFF else severity.upper()
-    _run(settings, lambda svc: scans.set_gate(svc, account_id, region, wanted))
+    run_with_services(settings, lambda svc: scans.set_gate(svc, account_id, region, wanted))
     click.echo(f"Pull gate of registry {account_id} ({region}): {wanted or GATE_OFF}")
 
 
@@ -187,7 +168,7 @@ def gate_exempt(
     if not is_digest(digest):
         raise click.BadParameter("expected a digest such as sha256:…", param_hint="DIGEST")
     settings = _settings(data_dir, database_url, account_id, region)
-    _run(settings, lambda svc: scans.exempt(svc, account_id, region, digest, reason, not remove))
+    run_with_services(settings, lambda svc: scans.exempt(svc, account_id, region, digest, reason, not remove))
     click.echo(f"{digest}: {'no longer exempt' if remove else 'exempt'} from the pull gate")
 
 
@@ -196,7 +177,7 @@ def gate_exempt(
 def gate_status(data_dir: Path, database_url: str | None, account_id: str, region: str) -> None:
     """The registry's gate severity and exempt digests."""
     settings = _settings(data_dir, database_url, account_id, region)
-    status = _run(settings, lambda svc: scans.gate_status(svc, account_id, region))
+    status = run_with_services(settings, lambda svc: scans.gate_status(svc, account_id, region))
     click.echo(f"Pull gate: {status['severity'] or GATE_OFF}")
     for exemption in status["exemptions"]:
         click.echo(f"  exempt {exemption['digest']}" + (f"  ({exemption['reason']})" if exemption["reason"] else ""))
@@ -228,7 +209,9 @@ def sbom_export(
     """The SBOM of image REFERENCE (a tag or digest) of REPOSITORY, from its latest scan."""
     settings = _settings(data_dir, database_url, account_id, region)
     caller = root_caller(account_id, region)
-    _, document = _run(settings, lambda svc: scans.image_sbom(svc, caller, account_id, repository, reference))
+    _, document = run_with_services(
+        settings, lambda svc: scans.image_sbom(svc, caller, account_id, repository, reference)
+    )
     if output is None:
         click.echo(document.decode())
     else:
@@ -246,4 +229,6 @@ def sbom_attach(
     (listed by the referrers API, as `oras discover` shows); prints the artifact's digest."""
     settings = _settings(data_dir, database_url, account_id, region)
     caller = root_caller(account_id, region)
-    click.echo(_run(settings, lambda svc: scans.attach_sbom(svc, caller, account_id, repository, reference)))
+    click.echo(
+        run_with_services(settings, lambda svc: scans.attach_sbom(svc, caller, account_id, repository, reference))
+    )
