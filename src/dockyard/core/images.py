@@ -283,7 +283,8 @@ async def _child_sizes(conn: AsyncConnection, repo: Repository, manifest: Manife
 # A manifest GET in one statement: the repository (with what authorising the pull needs), the
 # image the reference names (by tag or by digest) and whether a scan gate could apply. Built
 # once; run through store.fastread, so it costs microseconds rather than milliseconds.
-_REPOSITORY_COLUMNS = tuple(repos.c[f.name] for f in dataclasses.fields(Repository))
+_REPOSITORY_FIELDS = tuple(f.name for f in dataclasses.fields(Repository))
+_REPOSITORY_COLUMNS = tuple(repos.c[name] for name in _REPOSITORY_FIELDS)
 _STORED_COLUMNS = tuple(images.c[f.name] for f in dataclasses.fields(StoredImage))
 _GATE_TAG = (
     select(schema.repository_tags.c.value)
@@ -318,15 +319,16 @@ _REPOSITORY = select(*_REPOSITORY_COLUMNS).where(_THIS_REPOSITORY)
 
 def repository_of(row: tuple[Any, ...]) -> Repository:
     """A Repository from the leading _REPOSITORY_COLUMNS of a fastread row."""
-    values = dict(zip((f.name for f in dataclasses.fields(Repository)), row[: len(_REPOSITORY_COLUMNS)], strict=True))
+    values = dict(zip(_REPOSITORY_FIELDS, row[: len(_REPOSITORY_FIELDS)], strict=True))
     values["scan_on_push"] = bool(values["scan_on_push"])
     return Repository(**values)
 
 
-async def open_repository_fast(svc: Services, caller: Caller, account_id: str, name: str, action: str) -> Repository:
-    """repositories.open_repository through store.fastread, for the hot read paths."""
-    params = {"account": account_id, "region": caller.region, "name": name}
-    rows = await fastread.fetch(svc.db, _REPOSITORY, params)
+async def _authorized_repository(
+    svc: Services, caller: Caller, account_id: str, name: str, action: str, rows: list[tuple[Any, ...]]
+) -> Repository:
+    """The repository leading the first of `rows` (none: it does not exist), once `caller` may
+    `action` it; as open_repository, AccessDenied comes before RepositoryNotFound."""
     if not rows:
         arn = repository_arn(caller.region, account_id, name)
         await authorize(caller, action, Resource(arn=arn, account_id=account_id))
@@ -334,6 +336,13 @@ async def open_repository_fast(svc: Services, caller: Caller, account_id: str, n
     repo = repository_of(rows[0])
     await authorize(caller, action, await repository_resource(svc, caller, repo))
     return repo
+
+
+async def open_repository_fast(svc: Services, caller: Caller, account_id: str, name: str, action: str) -> Repository:
+    """repositories.open_repository through store.fastread, for the hot read paths."""
+    params = {"account": account_id, "region": caller.region, "name": name}
+    rows = await fastread.fetch(svc.db, _REPOSITORY, params)
+    return await _authorized_repository(svc, caller, account_id, name, action, rows)
 
 
 def _gate_may_apply(gate_tag: str | None, gate_severity: str | None) -> bool:
@@ -349,15 +358,9 @@ async def get_manifest(
     statement = _BY_DIGEST if is_digest(reference) else _BY_TAG
     params = {"account": account_id, "region": caller.region, "name": repository, "reference": reference}
     rows = await fastread.fetch(svc.db, statement, params)
-    if not rows:
-        # As open_repository: AccessDenied comes before RepositoryNotFound.
-        arn = repository_arn(caller.region, account_id, repository)
-        await authorize(caller, "ecr:BatchGetImage", Resource(arn=arn, account_id=account_id))
-        raise not_found(repository, account_id)
+    repo = await _authorized_repository(svc, caller, account_id, repository, "ecr:BatchGetImage", rows)
     row = rows[0]
     split = len(_REPOSITORY_COLUMNS)
-    repo = repository_of(row)
-    await authorize(caller, "ecr:BatchGetImage", await repository_resource(svc, caller, repo))
     image_values = row[split : split + len(_STORED_COLUMNS)]
     if image_values[0] is None:
         raise image_not_found(repo, reference)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 import time
 from typing import Any
 
@@ -127,8 +126,3 @@ def configure(level: str) -> None:
     import logging.config
 
     logging.config.dictConfig(logging_config(level))
-
-
-def emergency(message: str) -> None:
-    """A line on stderr when logging itself cannot be trusted (shutdown, a failing handler)."""
-    sys.stderr.write(json.dumps({"time": _iso(time.time()), "level": "error", "message": scrub(message)}) + "\n")

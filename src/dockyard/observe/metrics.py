@@ -71,10 +71,6 @@ def register_queue_probe(queue: str, probe: QueueProbe) -> None:
     QUEUE_DEPTH.labels(queue).set(0)
 
 
-def set_queue_depth(queue: str, depth: int) -> None:
-    QUEUE_DEPTH.labels(queue).set(depth)
-
-
 async def refresh_queues() -> None:
     for queue, probe in list(_queue_probes.items()):
         QUEUE_DEPTH.labels(queue).set(await probe())

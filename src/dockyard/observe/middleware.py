@@ -29,7 +29,6 @@ log = logging.getLogger("dockyard.request")
 
 AWS_DOORS = frozenset({"ecr", "cloudtrail", "iam", "sts", "query"})
 AWS_REQUEST_ID = b"x-amzn-requestid"
-REGISTRY_REQUEST_ID = b"x-request-id"
 MAX_ERROR_BODY = 64 * 1024
 # Distinct (door, operation) label pairs kept before further names count as "other": an
 # X-Amz-Target is the client's to choose, and metric labels must not grow without bound.

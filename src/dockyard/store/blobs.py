@@ -219,9 +219,6 @@ class FilesystemBlobStore:
         for entry in _files(self._uploads):
             yield StoredFile(entry.name, *_size_and_change(entry))
 
-    def upload_ids(self) -> list[str]:
-        return [p.name for p in self._uploads.iterdir() if not p.name.startswith("put-")]
-
 
 async def _copy(chunks: AsyncIterator[bytes], handle: BinaryIO, offset: int, state: _Hashing | None) -> int:
     """Write and hash `chunks` in a thread while the next buffer arrives: one buffer in flight,
