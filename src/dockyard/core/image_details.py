@@ -24,9 +24,10 @@ from sqlalchemy import Select, and_, bindparam, delete, exists, func, or_, selec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core import images as image_store
+from dockyard.core import negotiation
 from dockyard.core.caller import Caller
 from dockyard.core.images import StoredImage, image_not_found, last_pull_time, open_repository_fast, record_pull_times
-from dockyard.core.manifests import ManifestError, convert_manifest, parse_manifest
+from dockyard.core.manifests import ManifestError, parse_manifest
 from dockyard.core.paging import decode_token, encode_token, page_size
 from dockyard.core.repositories import Repository, open_repository
 from dockyard.core.scan_hooks import image_scan_details
@@ -428,11 +429,10 @@ def _served(image: StoredImage, image_id: ImageId, accepted: list[str] | None) -
     """The manifest and media type BatchGetImage answers with: the stored one when accepted, else
     (by tag only, as ECR converts) a conversion to an accepted type. What ECR cannot convert it
     serves as stored and leaves the caller to judge the media type, so that is no failure."""
-    if accepted and image.media_type not in accepted and image_id.digest is None:
-        for target in accepted:
-            converted = convert_manifest(image.manifest, image.media_type, target)
-            if converted is not None:
-                return converted, target
+    if accepted and image_id.digest is None:
+        served = negotiation.converted(image, accepted)
+        if served is not None:
+            return served.manifest, served.media_type
     return image.manifest, image.media_type
 
 

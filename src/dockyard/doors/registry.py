@@ -6,7 +6,6 @@ and, when it is an error, the spec's JSON error document."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +17,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from dockyard.auth.tokens import parse_basic_auth
-from dockyard.core import blobs, images, repositories, uploads
+from dockyard.core import blobs, images, negotiation, repositories, uploads
 from dockyard.core.authorization import TokenRejected
 from dockyard.core.caller import Caller
 from dockyard.core.manifests import (
@@ -27,9 +26,6 @@ from dockyard.core.manifests import (
     OCI_INDEX,
     OCI_MANIFEST,
     ManifestError,
-    accepts,
-    compute_digest,
-    convert_manifest,
     is_digest,
     validate_digest,
 )
@@ -68,7 +64,6 @@ NUMBER = re.compile(r"[0-9]{1,18}")
 # An SQL LIMIT must stay within int64; no listing gets near this anyway.
 MAX_PAGE = 2**31
 MAX_CATALOG_PAGE = 1000
-DEFAULT_PLATFORM = {"os": "linux", "architecture": "amd64"}
 
 # Core errors as the distribution spec names them: (HTTP status, OCI code).
 _OCI_CODES: dict[type[DockyardError], tuple[int, str]] = {
@@ -310,43 +305,6 @@ def _manifest_kind(media_type: str) -> str:
     }.get(media_type, "manifest")
 
 
-def _acceptable(image: images.StoredImage, accept: list[str], by_digest: bool) -> bool:
-    """Whether the stored manifest can be served as it is to a client that sent `accept`.
-
-    As CNCF distribution: no Accept header takes anything; a Docker schema 2 manifest is served
-    to every client; a Docker manifest list asked for by digest is served as it is."""
-    if not any(value.strip() for value in accept):
-        return True
-    if image.media_type == DOCKER_MANIFEST:
-        return True
-    if image.media_type == DOCKER_MANIFEST_LIST and by_digest:
-        return True
-    return accepts(image.media_type, accept)
-
-
-def _converted(image: images.StoredImage, accept: list[str]) -> images.StoredImage | None:
-    """ECR's conversion on a pull by tag: an image manifest the client's Accept header does not
-    allow, rewritten as the Docker schema 2 or OCI image manifest it does allow, over the same blobs."""
-    if not any(value.strip() for value in accept) or accepts(image.media_type, accept):
-        return None
-    for target in (DOCKER_MANIFEST, OCI_MANIFEST):
-        if target != image.media_type and accepts(target, accept):
-            manifest = convert_manifest(image.manifest, image.media_type, target)
-            if manifest is not None:
-                digest = compute_digest(manifest)
-                return dataclasses.replace(image, manifest=manifest, media_type=target, digest=digest)
-    return None
-
-
-def _default_platform_child(image: images.StoredImage) -> str | None:
-    """The linux/amd64 entry of a manifest list: what distribution gives a client that knows no lists."""
-    for entry in json.loads(image.manifest).get("manifests") or []:
-        platform = entry.get("platform") or {}
-        if all(platform.get(key) == value for key, value in DEFAULT_PLATFORM.items()):
-            return entry.get("digest")
-    return None
-
-
 def _not_acceptable(reference: str, image: images.StoredImage, accept: list[str]) -> RegistryError:
     kind = _manifest_kind(image.media_type)
     return RegistryError(
@@ -483,18 +441,10 @@ class RegistryDoor:
     ) -> images.StoredImage:
         """The manifest to answer with, given what the client's Accept header allows."""
         accept = request.headers.getlist("accept")
-        if not is_digest(reference):
-            converted = _converted(image, accept)
-            if converted is not None:
-                return converted
-        if _acceptable(image, accept, is_digest(reference)):
-            return image
-        if image.media_type == DOCKER_MANIFEST_LIST and accepts(DOCKER_MANIFEST, accept):
-            child = _default_platform_child(image)
-            if child is not None:
-                _, served = await images.get_manifest(self.svc, caller, account, name, child, record_pull=False)
-                return served
-        raise _not_acceptable(reference, image, accept)
+        served = await negotiation.negotiate(self.svc, caller, account, name, reference, image, accept)
+        if served is None:
+            raise _not_acceptable(reference, image, accept)
+        return served
 
     async def _put_manifest(
         self, request: Request, caller: Caller, account: str, name: str, reference: str
