@@ -10,6 +10,16 @@ Canonicalisation is botocore's own (``SigV4Auth``), fed with a request rebuilt f
 so a request signed by boto3 or the AWS CLI verifies by construction. The checks run in the order
 AWS runs them, so a request that is wrong in several ways gets the error AWS would give.
 
+A signature must bind the whole operation, as AWS requires of its non-S3 services (ECR, IAM, STS,
+CloudTrail: the only ones Dockyard serves). So, beyond what botocore canonicalises:
+
+- ``host`` and every ``x-amz-*`` header that arrived must be among the signed headers, in the header
+  form and in presigned URLs alike: an ``X-Amz-Target`` (or session token, or payload hash) added
+  after signing is refused, not ignored;
+- the payload line is always the SHA-256 of the body that arrived. ``UNSIGNED-PAYLOAD`` is S3's
+  alone: declared here (``X-Amz-Content-Sha256`` header or query parameter) it does not match, so a
+  presigned URL cannot carry a body its signer did not hash.
+
 Every failure is a ``SignatureError`` carrying a ``kind``; ``error_for`` (or ``SignatureError.render``)
 turns it into the code, message and HTTP status of the AWS JSON 1.1 protocol (ECR) or of the AWS Query
 protocol (IAM, STS), which name the same failures differently.
@@ -33,7 +43,6 @@ from botocore.credentials import Credentials
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 SKEW = timedelta(minutes=15)
 MAX_EXPIRES = 604800  # seven days: a signing key is only valid that long
 
@@ -54,6 +63,7 @@ SignatureErrorKind = Literal[
     "bad_algorithm",  # an AWS4 algorithm other than AWS4-HMAC-SHA256
     "ambiguous",  # both header and query-string authentication
     "unsigned_host",  # Host is not among the signed headers
+    "unsigned_header",  # an x-amz-* header arrived that is not among the signed headers
     "bad_scope",  # credential scope names the wrong region, service, terminator or date
     "expired",  # X-Amz-Date more than 15 minutes in the past
     "not_yet_valid",  # X-Amz-Date more than 15 minutes in the future
@@ -75,6 +85,10 @@ EXPIRED_TOKEN_MESSAGE = "The security token included in the request is expired"
 REQUEST_EXPIRED_MESSAGE = "Request has expired."
 AMBIGUOUS_MESSAGE = "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header."
 UNSIGNED_HOST_MESSAGE = "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
+# AWS names the unsigned header as the request spelled it; ASGI servers hand names over lower-cased.
+UNSIGNED_HEADER_MESSAGE = "'{name}' must be a 'SignedHeader' in the AWS Authorization."
+# Headers a signature must cover whenever they are sent: the SigV4 rule for "x-amz-*" headers.
+_SIGNED_PREFIX = "x-amz-"
 
 
 class AwsError(NamedTuple):
@@ -104,6 +118,7 @@ _FAMILIES: dict[str, _Family] = {
     "bad_algorithm": _INCOMPLETE,
     "ambiguous": _MISMATCH,
     "unsigned_host": _MISMATCH,
+    "unsigned_header": _MISMATCH,
     "bad_scope": _MISMATCH,
     "expired": _MISMATCH,
     "not_yet_valid": _MISMATCH,
@@ -198,7 +213,7 @@ def parse_signature(
         if in_header and in_query:
             raise SignatureError("ambiguous", AMBIGUOUS_MESSAGE)
         if in_query:
-            return _parse_query(dict(reversed(query)), _utc(now), services, regions)
+            return _parse_query(dict(reversed(query)), header_map, _utc(now), services, regions)
         authorization = header_map["authorization"][0] if in_header else ""
         if not authorization.strip().startswith("AWS4-"):
             raise SignatureError("missing")
@@ -227,7 +242,7 @@ def verify_signature(
     try:
         header_map = _header_lists(headers)
         query = _query_pairs(query_string)
-        payload_hash = _payload_hash(info, header_map, query, body)
+        payload_hash = _payload_hash(header_map, query, body)
         expected = _expected_signature(info, secret_access_key, method, path, query, header_map, payload_hash)
         provided = info.signature.encode("utf-8", "surrogatepass")
     except SignatureError:
@@ -262,7 +277,7 @@ def _parse_header(
     amz_date = _parse_timestamp(raw_date, allow_http_date=amz_header is None)
     _check_time(amz_date, None, False, now)
     signed_headers = _signed_header_list(params["SignedHeaders"])
-    access_key_id, scope = _check_credential(algorithm, params["Credential"], signed_headers)
+    access_key_id, scope = _check_credential(algorithm, params["Credential"], signed_headers, header_map)
     _check_scope(scope, amz_date, services, regions)
     return SignatureInfo(
         access_key_id=access_key_id,
@@ -280,6 +295,7 @@ def _parse_header(
 
 def _parse_query(
     params: dict[str, str],
+    header_map: dict[str, list[str]],
     now: datetime,
     services: Collection[str] | None,
     regions: Collection[str] | None,
@@ -292,7 +308,9 @@ def _parse_query(
     expires_in = _parse_expires(params.get("X-Amz-Expires"))
     _check_time(amz_date, expires_in, True, now)
     signed_headers = _signed_header_list(params["X-Amz-SignedHeaders"])
-    access_key_id, scope = _check_credential(params["X-Amz-Algorithm"], params["X-Amz-Credential"], signed_headers)
+    access_key_id, scope = _check_credential(
+        params["X-Amz-Algorithm"], params["X-Amz-Credential"], signed_headers, header_map
+    )
     _check_scope(scope, amz_date, services, regions)
     return SignatureInfo(
         access_key_id=access_key_id,
@@ -323,10 +341,12 @@ def _authorization_params(authorization: str) -> tuple[str, dict[str, str]]:
     return algorithm, params
 
 
-def _check_credential(algorithm: str, credential: str, signed_headers: list[str]) -> tuple[str, list[str]]:
-    """AWS checks Host, then the algorithm, then the credential's shape; returns (key id, scope)."""
-    if "host" not in signed_headers and ":authority" not in signed_headers:
-        raise SignatureError("unsigned_host", UNSIGNED_HOST_MESSAGE)
+def _check_credential(
+    algorithm: str, credential: str, signed_headers: list[str], header_map: dict[str, list[str]]
+) -> tuple[str, list[str]]:
+    """AWS checks the signed headers, then the algorithm, then the credential's shape; returns
+    (key id, scope)."""
+    _check_signed_headers(signed_headers, header_map)
     if algorithm != ALGORITHM:
         raise SignatureError(
             "bad_algorithm", f"Unsupported AWS 'algorithm': '{algorithm}' (only {ALGORITHM} for now). "
@@ -339,6 +359,17 @@ def _check_credential(algorithm: str, credential: str, signed_headers: list[str]
             f"got '{credential}'",
         )
     return parts[0], parts[1:]
+
+
+def _check_signed_headers(signed_headers: list[str], header_map: dict[str, list[str]]) -> None:
+    """Host, and every x-amz-* header that arrived, must be signed: the canonical request only sees
+    signed headers, so an unsigned X-Amz-Target would choose the operation behind the signature."""
+    if "host" not in signed_headers and ":authority" not in signed_headers:
+        raise SignatureError("unsigned_host", UNSIGNED_HOST_MESSAGE)
+    signed = set(signed_headers)
+    for name in header_map:
+        if name.startswith(_SIGNED_PREFIX) and name not in signed:
+            raise SignatureError("unsigned_header", UNSIGNED_HEADER_MESSAGE.format(name=name))
 
 
 def _check_scope(
@@ -414,19 +445,21 @@ def _parse_expires(value: str | None) -> int | None:
     return seconds
 
 
-def _payload_hash(
-    info: SignatureInfo, header_map: dict[str, list[str]], query: list[tuple[str, str]], body: bytes
-) -> str:
-    """The payload line of the canonical request; a declared X-Amz-Content-Sha256 must be honest."""
+def _payload_hash(header_map: dict[str, list[str]], query: list[tuple[str, str]], body: bytes) -> str:
+    """The payload line of the canonical request: always the hash of the body that arrived.
+
+    A declared X-Amz-Content-Sha256 (header, or query parameter of a presigned URL) must be that
+    same hash; ``UNSIGNED-PAYLOAD`` or any other value cannot match, as on AWS's non-S3 services,
+    where the Action (Query protocol) or the operation's input (JSON) is in the body.
+    """
     actual = hashlib.sha256(body).hexdigest()
-    declared = _first(header_map, "x-amz-content-sha256")
-    if declared is None and info.presigned:
-        declared = next((value for name, value in query if name == "X-Amz-Content-Sha256"), None)
-    if declared is None:
-        return actual
-    if declared.lower() == actual or (info.presigned and declared == UNSIGNED_PAYLOAD):
-        return declared
-    raise SignatureError("mismatch")
+    declared = [
+        *header_map.get("x-amz-content-sha256", ()),
+        *(value for name, value in query if name.lower() == "x-amz-content-sha256"),
+    ]
+    if any(value.strip().lower() != actual for value in declared):
+        raise SignatureError("mismatch")
+    return actual
 
 
 def _expected_signature(

@@ -46,6 +46,10 @@ async def authenticate_signed(
 ) -> tuple[Caller, SignatureInfo]:
     """The caller that signed `request`, and what the signature says (service, region).
 
+    The signature covers Host, every x-amz-* header (X-Amz-Target included) and the hash of
+    `body` (dockyard.auth.sigv4 refuses anything less), so once this returns the door may act on
+    the operation the headers name and the parameters (or the Query protocol's Action) in `body`.
+
     Raises SignatureError (rendered by the door): an unknown or inactive key, a session token
     that does not belong to the key, or expired temporary credentials, each as AWS words it."""
     now = datetime.now(UTC)
