@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dockyard import wire_json
 from dockyard.observe import metrics
 
 log = logging.getLogger("dockyard.audit")
@@ -299,7 +300,7 @@ def encode_token(event_time: str, event_id: str) -> str:
 
 def decode_token(token: str) -> tuple[str, str]:
     try:
-        value = json.loads(base64.urlsafe_b64decode(token.encode()))
+        value = wire_json.loads(base64.urlsafe_b64decode(token.encode()))
         if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
             return value[0], value[1]
     except (ValueError, binascii.Error, UnicodeError):

@@ -20,6 +20,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dockyard import wire_json
 from dockyard.core import resource_tags
 from dockyard.core.access import authorize, registry_resource
 from dockyard.core.caller import Caller
@@ -132,7 +133,7 @@ def _check_policies(repository_policy: str | None, lifecycle_policy: str | None)
             raise InvalidParameterException(exc.message) from None
     if lifecycle_policy:
         try:
-            document = json.loads(lifecycle_policy)
+            document = wire_json.loads(lifecycle_policy)
         except ValueError:
             document = None
         if not isinstance(document, dict):

@@ -10,6 +10,7 @@ import string
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from dockyard import wire_json
 from dockyard.core.access import Resource, authorize
 from dockyard.core.caller import Caller
 from dockyard.core.iam_errors import InvalidInput, ValidationError
@@ -60,7 +61,7 @@ def decode_marker(marker: str | None) -> str | None:
     if marker is None:
         return None
     try:
-        position = json.loads(base64.urlsafe_b64decode(marker.encode()))
+        position = wire_json.loads(base64.urlsafe_b64decode(marker.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         position = None
     if not isinstance(position, str):

@@ -6,7 +6,6 @@ exist is authorised on the ARN it would have (without a path), so a denied calle
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dockyard import wire_json
 from dockyard.core import iam_common
 from dockyard.core.caller import Caller
 from dockyard.core.iam_common import authorize_iam, check_path, check_tags, dump_tags, iam_arn, load_tags, paginate
@@ -437,7 +437,7 @@ _PRINCIPAL_ARN = re.compile(r"arn:aws:iam::(\d{12}):(user|role)(/(?:.*/)?)([^/]+
 
 def _trust_statements(text: str) -> list[Any]:
     try:
-        document = json.loads(text)
+        document = wire_json.loads(text)
     except ValueError:
         raise MalformedPolicyDocument("Syntax errors in policy.") from None
     raw = document.get("Statement") if isinstance(document, dict) else None

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dockyard import wire_json
 from dockyard.core.caller import Caller
 from dockyard.core.images import delete_image
 from dockyard.core.paging import decode_token, encode_token
@@ -219,7 +220,7 @@ def _parse_rule(document: Any) -> Rule:
 def parse_policy(text: str) -> LifecyclePolicy:
     """The policy in `text`, or InvalidParameterException with ECR's reason."""
     try:
-        document = json.loads(text)
+        document = wire_json.loads(text)
     except ValueError:
         document = None
     if not isinstance(document, dict):

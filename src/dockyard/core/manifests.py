@@ -37,6 +37,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dockyard import wire_json
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -269,16 +271,12 @@ def parse_manifest(data: bytes, content_type: str | None, *, infer_from_layout: 
 
 def _load_json_object(data: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        document = wire_json.loads(data)
+    except wire_json.MalformedJson as exc:
         raise _invalid(f"manifest is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise _invalid("manifest must be a JSON object")
     return document
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _resolve_media_type(document: dict[str, Any], header_type: str, infer_from_layout: bool) -> str:

@@ -7,6 +7,7 @@ import binascii
 import json
 from typing import Any
 
+from dockyard import wire_json
 from dockyard.errors import InvalidParameterException
 
 
@@ -18,8 +19,8 @@ def decode_token(token: str | None) -> Any:
     if token is None:
         return None
     try:
-        return json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        return wire_json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (binascii.Error, ValueError, UnicodeError) as exc:
         raise InvalidParameterException(
             "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid token'"
         ) from exc

@@ -67,12 +67,15 @@ from botocore.loaders import Loader
 from botocore.model import OperationModel, Shape
 from botocore.model import ServiceModel as BotocoreServiceModel
 
+from dockyard import wire_json
 from dockyard.core.manifests import RepositoryNameError, validate_repository_name
 
 SERIALIZATION_EXCEPTION = "SerializationException"
 VALIDATION_EXCEPTION = "ValidationException"
 INVALID_PARAMETER_EXCEPTION = "InvalidParameterException"
 UNKNOWN_OPERATION_EXCEPTION = "UnknownOperationException"
+# A body over the API's size limit, answered with HTTP 413 (the name Lambda's model gives it).
+REQUEST_TOO_LARGE_EXCEPTION = "RequestEntityTooLargeException"
 
 _LIST_HERE = "Start of list found where not expected"
 _MAP_HERE = "Start of structure or map found where not expected."
@@ -692,8 +695,8 @@ class ServiceModel:
     def parse_input(self, operation: str, body: bytes) -> dict[str, Any]:
         """Read a request body and validate it; returns the normalised parameters."""
         try:
-            params = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
-        except (UnicodeDecodeError, ValueError):
+            params = wire_json.loads(body)
+        except wire_json.MalformedJson:
             raise _serialization_error(None) from None
         return self.validate_input(operation, params)
 
@@ -749,7 +752,3 @@ class ServiceModel:
 
 def _quoted(value: Any) -> str:
     return "null" if value is None else f"'{_java_value(value)}'"
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")

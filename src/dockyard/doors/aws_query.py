@@ -28,6 +28,8 @@ import botocore.session
 from botocore.model import OperationModel, Shape
 
 VALIDATION_ERROR = "ValidationError"
+# A body over the door's size limit, answered with HTTP 413.
+REQUEST_TOO_LARGE = "RequestEntityTooLarge"
 # Shapes IAM returns URL-encoded (botocore's json_decode_policies undoes it).
 _URL_ENCODED_SHAPES = frozenset({"policyDocumentType"})
 

@@ -15,6 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dockyard import wire_json
 from dockyard.audit.events import parse_event_time, resource_name, username
 from dockyard.audit.trail import AuditTrail, InvalidToken, Query
 from dockyard.auth.sigv4 import SignatureError
@@ -22,7 +23,8 @@ from dockyard.core.access import Resource, authorize
 from dockyard.core.caller import Caller
 from dockyard.core.services import Services
 from dockyard.doors.aws_auth import authenticate
-from dockyard.doors.aws_json import ServiceModel, ValidationError, error_body
+from dockyard.doors.aws_json import REQUEST_TOO_LARGE_EXCEPTION, ServiceModel, ValidationError, error_body
+from dockyard.doors.bodies import CLOUDTRAIL_BODY_LIMIT, BodyTooLarge, read_body, refused
 from dockyard.errors import DockyardError
 from dockyard.observe.classify import CLOUDTRAIL_TARGET_PREFIX
 from dockyard.observe.context import report, request_id_of
@@ -107,7 +109,10 @@ class CloudTrailDoor:
 
     async def handle(self, request: Request, target: str) -> Response:
         request_id = request_id_of(request)
-        body = await request.body()
+        try:
+            body = await read_body(request, CLOUDTRAIL_BODY_LIMIT)
+        except BodyTooLarge as exc:
+            return refused(self._error(413, REQUEST_TOO_LARGE_EXCEPTION, exc.message, request_id))
         try:
             caller = await authenticate(self.svc, request, body, ("cloudtrail",))
         except SignatureError as exc:
@@ -148,7 +153,7 @@ class CloudTrailDoor:
 def _check_max_results(body: bytes) -> None:
     """CloudTrail answers a MaxResults out of range with its own error, before the model's checks."""
     try:
-        document = json.loads(body or b"{}")
+        document = wire_json.loads(body or b"{}")
     except ValueError:
         return  # the model's parse reports it
     limit = document.get("MaxResults") if isinstance(document, dict) else None

@@ -20,7 +20,8 @@ from dockyard.core.caller import Caller
 from dockyard.core.iam_entities import EntityKind
 from dockyard.core.services import Services
 from dockyard.doors.aws_auth import authenticate_signed
-from dockyard.doors.aws_query import QueryModel, QueryValidationError
+from dockyard.doors.aws_query import REQUEST_TOO_LARGE, QueryModel, QueryValidationError
+from dockyard.doors.bodies import QUERY_BODY_LIMIT, BodyTooLarge, read_body, refused
 from dockyard.errors import AccessDeniedException, DockyardError
 from dockyard.observe.context import report, request_id_of
 
@@ -357,7 +358,11 @@ class IdentityDoor:
 
     async def handle(self, request: Request) -> Response:
         request_id = request_id_of(request)
-        body = await request.body()
+        try:
+            body = await read_body(request, QUERY_BODY_LIMIT)
+        except BodyTooLarge as exc:
+            # IAM or STS is only known from the body; the two share one error format.
+            return refused(self._error(self.iam, 413, REQUEST_TOO_LARGE, exc.message, request_id))
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         action = form.get("Action", "")
         try:

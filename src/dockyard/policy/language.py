@@ -12,12 +12,12 @@ A parsed :class:`Policy` holds precompiled matchers and is meant to be evaluated
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dockyard import wire_json
 from dockyard.policy.conditions import (
     Condition,
     ConditionValue,
@@ -151,15 +151,11 @@ _PRINCIPAL_TYPES = frozenset({"AWS", "Service", "Federated", "CanonicalUser"})
 _SCALARS = (str, bool, int, float)
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _load_json(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, TypeError) as error:
-        raise _Invalid(f"the policy is not valid JSON: {error}") from None
+        return wire_json.loads(text)
+    except wire_json.MalformedJson as error:
+        raise _Invalid(f"the policy is not valid JSON: {error.reason}") from None
 
 
 def _statement_list(document: Any) -> list[Any]:
