@@ -2,15 +2,14 @@
 
 dockyard gc [--dry-run]              garbage collection, online (the server may keep running)
 dockyard lifecycle run [--dry-run]   apply every repository's lifecycle policy now
-dockyard storage                     bytes stored, in total and per repository"""
+dockyard storage                     bytes stored, in total and per repository
+dockyard storage verify [--repair-from STORE]   re-hash stored blobs, report (and repair) damage"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from dockyard.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Operations, Sett
 from dockyard.observe import logs
 from dockyard.throttle import limits_as_settings, parse_rate_limits
 
-METRICS_DIR = "metrics"
 # `--rate-limit ecr`: the per-account request quotas today's ECR user guide publishes for the push
 # and pull operations (GetAuthorizationToken keeps the seed's 1 per second, burst 50).
 ECR_QUOTAS_PRESET = "ecr"
@@ -120,18 +118,13 @@ def operations_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def prepare_runtime(settings: Settings, workers: int, log_level: str) -> dict[str, Any]:
-    """Before uvicorn starts: JSON logging, and with several workers a shared metrics directory
-    (emptied: counts from a previous run must not add up with this one's). Returns uvicorn's log config."""
+    """Before the server starts: JSON logging. Returns the server's log config. (The workers' shared
+    metrics directory is dockyard.server's: private, and off the data directory's file system.)"""
     try:
         config = logs.logging_config(log_level)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--log-level") from None
     logs.configure(log_level)
-    if workers > 1:
-        directory = settings.data_dir / METRICS_DIR
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     return config
 
 
@@ -272,10 +265,13 @@ def _echo_storage(storage: Any) -> None:
             click.echo(f"  {r.account_id:<12}  {r.region:<14}  {r.name:<40}  {r.images:>6}  {r.layers:>6}  {r.bytes}")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @_data_options
-def storage(data_dir: Path, database_url: str | None, as_json: bool, **store: str | None) -> None:
-    """Bytes stored, in total (each blob once) and per repository."""
+@click.pass_context
+def storage(ctx: click.Context, data_dir: Path, database_url: str | None, as_json: bool, **store: str | None) -> None:
+    """Bytes stored, in total (each blob once) and per repository; `storage verify` checks the blobs."""
+    if ctx.invoked_subcommand is not None:
+        return
     from dockyard.core.gc import storage_report
     from dockyard.offline import run_with_services
 
@@ -284,6 +280,98 @@ def storage(data_dir: Path, database_url: str | None, as_json: bool, **store: st
         click.echo(json.dumps(_storage_json(report), indent=2))
     else:
         _echo_storage(report)
+
+
+@storage.command("verify")
+@_data_options
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Read at most this many MiB per second (default: as fast as the store allows).",
+)
+@click.option(
+    "--repair-from",
+    default=None,
+    metavar="STORE",
+    help="Another copy of the blobs (a blob store or data directory, or s3://BUCKET[/PREFIX]): damaged "
+    "or missing blobs are copied from it, once the copy hashes to the digest.",
+)
+@click.option("--restart", is_flag=True, help="Begin a new pass instead of going on from the checkpoint.")
+@click.option(
+    "--max-blobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Check at most this many blobs in this run; the next run goes on from there.",
+)
+def storage_verify(
+    data_dir: Path,
+    database_url: str | None,
+    as_json: bool,
+    rate: float | None,
+    repair_from: str | None,
+    restart: bool,
+    max_blobs: int | None,
+    **store: str | None,
+) -> None:
+    """Re-hash the stored blobs and report missing, wrong-size and corrupted ones (exit status 1
+    while any damage is unrepaired). Resumable: a run goes on from where the last one stopped."""
+    from dockyard.offline import run_with_services
+    from dockyard.store import verify
+
+    settings = _settings(data_dir, database_url, store)
+    checkpoint = verify.Checkpoint(
+        settings.data_dir / verify.CHECKPOINT_NAME, settings.blob_store or str(settings.blob_root)
+    )
+
+    async def run(svc: Any) -> Any:
+        source = None
+        if repair_from is not None:
+            try:
+                source = verify.open_repair_source(
+                    repair_from, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+                )
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--repair-from") from None
+        try:
+            return await verify.verify_store(
+                svc,
+                checkpoint,
+                rate=None if rate is None else rate * 1024 * 1024,
+                repair_from=source,
+                restart=restart,
+                max_blobs=max_blobs,
+            )
+        finally:
+            if source is not None:
+                await verify.close_quietly(source)
+
+    report = run_with_services(settings, run)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        _echo_verify(report)
+    if report.unrepaired:
+        ctx = click.get_current_context()
+        ctx.exit(1)
+
+
+def _echo_verify(report: Any) -> None:
+    where = f" (resumed after {report.resumed_after})" if report.resumed_after else ""
+    click.echo(
+        f"Verified {report.checked} blobs ({_size(report.checked_bytes)}){where}: "
+        f"{len(report.damaged)} damaged, {len(report.damaged) - len(report.unrepaired)} repaired."
+    )
+    for damaged in report.damaged:
+        if damaged.repaired:
+            outcome = "repaired"
+        elif damaged.repair_error:
+            outcome = f"not repaired: {damaged.repair_error}"
+        else:
+            outcome = "not repaired"
+        click.echo(f"  {damaged.damage.upper():<8} {damaged.digest}  {damaged.describe()}; {outcome}")
+    if not report.complete:
+        click.echo("The pass is not finished: run `dockyard storage verify` again to go on from here.")
 
 
 @click.group()

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.integration.test_trust_upload_integrity import Tenant, attack
 from tests.support.clients import Boto3Clients, ContainersConfig, Skopeo
 from tests.support.images import build_image, read_blob
 from tests.support.registry_http import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, RegistryHttp, digest_of
@@ -410,3 +411,23 @@ def test_offline_commands_reach_the_shared_database_and_object_store(
         [*dockyard_command(), "gc", "--dry-run", *operator], capture_output=True, text=True, timeout=120, env=env
     )
     assert dry.returncode == 0, dry.stderr
+
+
+def test_racing_patches_on_two_nodes_cannot_replace_a_stored_layer(cluster: Cluster) -> None:
+    """The cross-tenant attack of tests/integration/test_trust_upload_integrity.py, its two racing
+    PATCHes sent to two nodes (PostgreSQL and the S3 store between them)."""
+    make_repository(cluster, "race/victim")
+    make_repository(cluster, "race/attacker")
+    victim = cluster.client(0)
+    layer = random.Random(11).randbytes(3 * MiB)
+    victim.push_image("race/victim", "v1", [layer])
+    attackers = tuple(
+        Tenant(node.url, node.hostport, cluster.client(i).password) for i, node in enumerate(cluster.nodes[:2])
+    )
+
+    def victim_blob() -> bytes:
+        answer = cluster.client(2).request("GET", f"/v2/race/victim/blobs/{digest_of(layer)}")
+        assert answer.status_code == 200, answer.text
+        return answer.content
+
+    attack(victim_blob, attackers, "race/attacker", layer, attempts=12)  # type: ignore[arg-type]

@@ -4,8 +4,8 @@ What goes, in this order:
 1. upload sessions untouched for longer than the upload expiry (row, then bytes);
 2. layer links (a repository "has" a blob) older than the grace period that no image of that
    repository refers to: what abandoned pushes, blob DELETEs and deleted images leave behind;
-3. blobs no repository has and no image refers to, claimed (see core.blobs.claim) longer ago
-   than the grace period: row and file go in one write transaction;
+3. blobs no repository has and no image refers to, recorded or touched longer ago than the grace
+   period: row and file go in one write transaction;
 4. files no row accounts for (a crash between writing bytes and recording them), once older than
    the grace period.
 
@@ -14,10 +14,13 @@ Why an upload, a mount or a manifest put in flight never loses a blob it relies 
   same conditions. Write transactions are serialised (SQLite's write lock; on PostgreSQL the
   advisory lock every write transaction takes, see store.database), so no link or image can
   appear between the check and the delete.
-- An upload claims its digest in the database once its bytes are verified, just before moving
-  them into place (FilesystemBlobStore.finish_upload's before_move). A blob's row and
-  its file are deleted inside one write transaction, so a claim either comes after that (and
-  the upload writes the file again) or makes the blob too young to collect.
+- An upload moves its verified bytes into place, then, in one write transaction, checks that they
+  are still there and records the blob's row and the repository's link (core.uploads.complete).
+  A blob's row and its file are deleted inside one write transaction too, so either the deletion
+  came first (the upload finds its bytes gone and answers BLOB_UPLOAD_UNKNOWN, acknowledging
+  nothing) or the link keeps the blob.
+- An upload being written or finished holds its lock (the blob store's upload_lock); expiry
+  passes it by, whatever the expiry, and takes only idle uploads.
 - A link is made, mounted or refreshed (a HEAD of the layer) with linked_at = now, and a manifest
   PUT checks its layers and records its references in one write transaction: a push has at least
   half the grace period between its last layer check and its manifest PUT.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, delete, exists, func, select
@@ -36,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.services import Services
 from dockyard.store import schema
+from dockyard.store.blobs import UploadBusy, UploadGone
 
 log = logging.getLogger("dockyard.gc")
 
@@ -130,19 +135,32 @@ async def _expire_uploads(svc: Services, cutoff: float, dry_run: bool) -> list[t
     removed: list[tuple[str, int]] = []
     for batch in _batches(found):
         sizes = dict(batch)
-        async with svc.db.write() as conn:
-            gone = (
-                await conn.execute(
-                    delete(uploads)
-                    .where(uploads.c.id.in_(list(sizes)), uploads.c.updated_at < cutoff)
-                    .returning(uploads.c.id)
-                )
-            ).scalars()
-            ids = list(gone)
-        for upload_id in ids:
-            await svc.blobs.cancel_upload(upload_id)
-            removed.append((upload_id, sizes[upload_id]))
+        async with AsyncExitStack() as held:
+            idle = [upload_id for upload_id in sizes if await _hold_if_idle(svc, held, upload_id)]
+            async with svc.db.write() as conn:
+                gone = (
+                    await conn.execute(
+                        delete(uploads)
+                        .where(uploads.c.id.in_(idle), uploads.c.updated_at < cutoff)
+                        .returning(uploads.c.id)
+                    )
+                ).scalars()
+                ids = list(gone)
+            for upload_id in ids:
+                await svc.blobs.cancel_upload(upload_id)
+                removed.append((upload_id, sizes[upload_id]))
     return removed
+
+
+async def _hold_if_idle(svc: Services, held: AsyncExitStack, upload_id: str) -> bool:
+    """Take the upload's lock unless a request holds it (an upload whose bytes are gone is idle)."""
+    try:
+        await held.enter_async_context(svc.blobs.upload_lock(upload_id))
+    except UploadBusy:
+        return False
+    except UploadGone:
+        pass
+    return True
 
 
 async def _drop_links(svc: Services, cutoff: float, dry_run: bool) -> int:

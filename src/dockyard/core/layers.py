@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.auth.tokens import check, sign
 from dockyard.core import uploads
-from dockyard.core.blobs import linked_size, linked_sizes
+from dockyard.core.blobs import linked_size, linked_sizes, local_damage
 from dockyard.core.caller import Caller
 from dockyard.core.manifests import DigestError, validate_digest
 from dockyard.core.repositories import Repository, open_repository
@@ -109,7 +109,7 @@ async def batch_check_layer_availability(
                     "failureReason": "Invalid layer digest",
                 }
             )
-        elif digest in sizes:
+        elif digest in sizes and local_damage(svc, digest, sizes[digest]) is None:
             layers.append(
                 {
                     "layerDigest": digest,
@@ -119,6 +119,7 @@ async def batch_check_layer_availability(
                 }
             )
         else:
+            # Unknown, or known but its data missing or damaged: the client uploads it, which repairs it.
             layers.append({"layerDigest": digest, "layerAvailability": "UNAVAILABLE"})
     return {"layers": layers, "failures": failures}
 
@@ -177,8 +178,10 @@ async def complete_layer_upload(
     if not _is_digest(digest):
         raise InvalidLayerException(INVALID_LAYER)
     async with svc.db.read() as conn:
-        exists = await linked_size(conn, repo, digest) is not None
-    if exists:
+        size = await linked_size(conn, repo, digest)
+    # A layer whose stored data is damaged is uploaded again (BatchCheckLayerAvailability said
+    # UNAVAILABLE): completing that upload puts the data back.
+    if size is not None and local_damage(svc, digest, size) is None:
         await uploads.cancel(svc, caller, account_id, repository, upload.id)
         raise LayerAlreadyExistsException(
             f"The layer with digest '{digest}' already exists in the repository with name '{repo.name}' "
@@ -237,6 +240,9 @@ async def get_download_url_for_layer(
         size = await linked_size(conn, repo, digest)
         if size is None:
             raise layers_not_found(repo, digest)
+        damaged = local_damage(svc, digest, size)
+        if damaged is not None:
+            raise LayersNotFoundException(damaged.message)
         if not await _is_referenced(conn, repo, digest):
             raise LayerInaccessibleException(
                 "The specified layer is not available because it is not associated with an image. "
@@ -274,4 +280,7 @@ async def open_download(svc: Services, token: str) -> Download:
         size = (await conn.execute(select(schema.blobs.c.size).where(schema.blobs.c.digest == digest))).scalar()
     if size is None:
         raise LayersNotFoundException(f"The layer with digest '{digest}' no longer exists")
+    damaged = local_damage(svc, digest, size)
+    if damaged is not None:
+        raise damaged
     return Download(digest, size)

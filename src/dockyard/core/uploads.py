@@ -1,18 +1,25 @@
 """Layer uploads: started, appended to in order, completed by digest, or cancelled.
 
 The registry door's POST/PATCH/PUT/DELETE on uploads and the ECR door's InitiateLayerUpload,
-UploadLayerPart and CompleteLayerUpload are these same operations."""
+UploadLayerPart and CompleteLayerUpload are these same operations.
+
+An upload is one ordered stream whichever worker or node a request reaches. Its row records the
+size every acknowledged append reached and the `writer` token naming those bytes in the blob
+store. An append holds the store's upload lock from reading the row to recording its result, and
+records it only if the row still says what it read (compare and set); so of two requests racing
+for the same range one is refused (416), and the store never trusts bytes or a running hash that
+the row does not name (dockyard.store.blobs)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dockyard.core.blobs import claim, link, linked_size
+from dockyard.core.blobs import link, linked_size
 from dockyard.core.caller import Caller
 from dockyard.core.creation_templates import open_for_push
 from dockyard.core.repositories import Repository, open_repository
@@ -27,7 +34,7 @@ from dockyard.errors import (
     UploadNotFoundException,
 )
 from dockyard.store import schema
-from dockyard.store.blobs import DigestMismatch, UploadGone
+from dockyard.store.blobs import Appended, DigestMismatch, UploadBusy, UploadGone
 
 uploads = schema.uploads
 
@@ -47,14 +54,7 @@ class Upload:
     size: int
     parts: int
     last_part_size: int | None
-
-
-# Two requests appending to one upload at once must not interleave on this node.
-_locks: dict[str, asyncio.Lock] = {}
-
-
-def _lock(upload_id: str) -> asyncio.Lock:
-    return _locks.setdefault(upload_id, asyncio.Lock())
+    writer: str | None = None
 
 
 def upload_not_found(upload_id: str, repo: Repository) -> UploadNotFoundException:
@@ -85,23 +85,37 @@ async def start_upload(svc: Services, caller: Caller, account_id: str, repositor
     return Upload(upload_id, repo, 0, 0, None)
 
 
+async def _authorised(
+    svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str, action: str
+) -> Repository:
+    """The upload's repository once `caller` may `action` it; an upload id that is not one of ours
+    is not found (and never reaches the blob store as a name)."""
+    async with svc.db.read() as conn:
+        repo = await open_repository(conn, caller, account_id, repository, action)
+    if not valid_upload_id(upload_id):
+        raise upload_not_found(upload_id, repo)
+    return repo
+
+
+async def _load(conn: AsyncConnection, repo: Repository, upload_id: str) -> Upload:
+    row = (
+        await conn.execute(
+            select(uploads.c.size, uploads.c.parts, uploads.c.last_part_size, uploads.c.writer).where(
+                uploads.c.id == upload_id, uploads.c.repository_id == repo.id
+            )
+        )
+    ).first()
+    if row is None:
+        raise upload_not_found(upload_id, repo)
+    return Upload(upload_id, repo, row.size, row.parts, row.last_part_size, row.writer)
+
+
 async def find_upload(
     svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str, action: str
 ) -> Upload:
+    repo = await _authorised(svc, caller, account_id, repository, upload_id, action)
     async with svc.db.read() as conn:
-        repo = await open_repository(conn, caller, account_id, repository, action)
-        if not valid_upload_id(upload_id):
-            raise upload_not_found(upload_id, repo)
-        row = (
-            await conn.execute(
-                select(uploads.c.size, uploads.c.parts, uploads.c.last_part_size).where(
-                    uploads.c.id == upload_id, uploads.c.repository_id == repo.id
-                )
-            )
-        ).first()
-    if row is None:
-        raise upload_not_found(upload_id, repo)
-    return Upload(upload_id, repo, row.size, row.parts, row.last_part_size)
+        return await _load(conn, repo, upload_id)
 
 
 async def append(
@@ -118,34 +132,62 @@ async def append(
 ) -> Upload:
     """Append a chunk. `start` (when the client said where the chunk begins) must be where the
     upload stands; `part_rules` applies UploadLayerPart's part-size limits."""
-    async with _lock(upload_id):
-        upload = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
-        if start is not None and start != upload.size:
+    repo = await _authorised(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
+    try:
+        async with svc.blobs.upload_lock(upload_id):
+            async with svc.db.read() as conn:
+                upload = await _load(conn, repo, upload_id)
+            if start is not None and start != upload.size:
+                if part_rules:
+                    raise invalid_part(upload)
+                raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
             if part_rules:
-                raise invalid_part(upload)
-            raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
+                _check_part_rules(upload, start, last_byte)
+            appended = await svc.blobs.append(upload_id, upload.size, upload.writer, chunks)
+            part = appended.size - upload.size
+            # Not recording the new size leaves the upload where it stood: the next append overwrites.
+            if last_byte is not None and part != last_byte - upload.size + 1:
+                if part_rules:
+                    raise invalid_part(upload)
+                raise RangeInvalid(f"the chunk has {part} bytes but its range ends at byte {last_byte}")
+            recorded = part
+            if part_rules and upload.last_part_size is not None and upload.last_part_size < MIN_PART_SIZE:
+                recorded = SMALL_PART_FOLLOWED
+            await _record(svc, upload, appended, recorded, part_rules)
+    except UploadBusy:
         if part_rules:
-            _check_part_rules(upload, start, last_byte)
-        try:
-            size = await svc.blobs.append(upload_id, upload.size, chunks)
-        except UploadGone as exc:
-            raise upload_not_found(upload_id, upload.repository) from exc
-        part = size - upload.size
-        # Not recording the new size leaves the upload where it stood: the next write overwrites.
-        if last_byte is not None and part != last_byte - upload.size + 1:
-            if part_rules:
-                raise invalid_part(upload)
-            raise RangeInvalid(f"the chunk has {part} bytes but its range ends at byte {last_byte}")
-        recorded = part
-        if part_rules and upload.last_part_size is not None and upload.last_part_size < MIN_PART_SIZE:
-            recorded = SMALL_PART_FOLLOWED
-        async with svc.db.write() as conn:
-            await conn.execute(
-                update(uploads)
-                .where(uploads.c.id == upload_id)
-                .values(size=size, parts=upload.parts + 1, last_part_size=recorded, updated_at=now())
+            busy = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
+            raise invalid_part(busy) from None
+        raise RangeInvalid("another request is writing to this upload") from None
+    except UploadGone as exc:
+        raise upload_not_found(upload_id, repo) from exc
+    return Upload(upload_id, repo, appended.size, upload.parts + 1, recorded, appended.writer)
+
+
+async def _record(svc: Services, upload: Upload, appended: Appended, recorded: int, part_rules: bool) -> None:
+    """Record where the append left the upload, if the row still says where it started."""
+    async with svc.db.write() as conn:
+        changed = await conn.execute(
+            update(uploads)
+            .where(
+                uploads.c.id == upload.id,
+                uploads.c.size == upload.size,
+                uploads.c.writer.is_not_distinct_from(upload.writer),
             )
-    return Upload(upload_id, upload.repository, size, upload.parts + 1, recorded)
+            .values(
+                size=appended.size,
+                parts=upload.parts + 1,
+                last_part_size=recorded,
+                writer=appended.writer,
+                updated_at=now(),
+            )
+        )
+        if changed.rowcount == 1:
+            return
+        current = await _load(conn, upload.repository, upload.id)  # upload_not_found when it is gone
+    if part_rules:
+        raise invalid_part(current)
+    raise RangeInvalid(f"the upload moved on to byte {current.size} while this chunk was written")
 
 
 # The API reference's wording for InvalidLayerPartException and EmptyUploadException.
@@ -201,34 +243,40 @@ async def complete(
     """Finish an upload: the bytes must hash to `digest`; then the blob is durable, in place and
     linked to the repository, in that order. A final chunk in `chunks` may say where it starts
     and ends (`start`, `last_byte`), as for `append`."""
-    async with _lock(upload_id):
-        upload = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:CompleteLayerUpload")
-        if start is not None and start != upload.size:
-            raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
-        try:
+    repo = await _authorised(svc, caller, account_id, repository, upload_id, "ecr:CompleteLayerUpload")
+    try:
+        async with svc.blobs.upload_lock(upload_id):
+            async with svc.db.read() as conn:
+                upload = await _load(conn, repo, upload_id)
+            if start is not None and start != upload.size:
+                raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
             # Even without a final chunk: this cuts off bytes a refused chunk left past the recorded size.
-            size = await svc.blobs.append(upload_id, upload.size, chunks or _nothing())
-        except UploadGone as exc:
-            raise upload_not_found(upload_id, upload.repository) from exc
-        if last_byte is not None and size != last_byte + 1:
-            raise RangeInvalid(f"the final chunk ends at byte {size - 1}, not at byte {last_byte} as its range says")
-        if refuse_empty and size == 0:
-            raise EmptyUploadException(EMPTY_UPLOAD)
-        try:
-            # Claimed once verified, just before the bytes move into place: garbage collection
-            # then cannot delete them (dockyard.core.gc).
-            size = await svc.blobs.finish_upload(
-                upload_id, digest, before_move=lambda verified: claim(svc, digest, verified)
-            )
-        except DigestMismatch as exc:
-            raise DigestInvalid(f"The digest of the uploaded bytes is {exc}, not {digest}") from exc
-        except UploadGone as exc:
-            raise upload_not_found(upload_id, upload.repository) from exc
-        async with svc.db.write() as conn:
-            await link(conn, upload.repository.id, digest, size)
-            await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
-    _locks.pop(upload_id, None)
-    return upload.repository, size
+            appended = await svc.blobs.append(upload_id, upload.size, upload.writer, chunks or _nothing())
+            size = appended.size
+            if last_byte is not None and size != last_byte + 1:
+                raise RangeInvalid(
+                    f"the final chunk ends at byte {size - 1}, not at byte {last_byte} as its range says"
+                )
+            if refuse_empty and size == 0:
+                raise EmptyUploadException(EMPTY_UPLOAD)
+            try:
+                await svc.blobs.verify_upload(upload_id, size, appended.writer, digest)
+            except DigestMismatch as exc:
+                raise DigestInvalid(f"The digest of the uploaded bytes is {exc}, not {digest}") from exc
+            await svc.blobs.place_upload(upload_id, size, appended.writer, digest)
+            async with svc.db.write() as conn:
+                # Garbage collection deletes a blob's row and bytes in one write transaction, so
+                # bytes found in place here stay there with the row and link committed beside them.
+                if await svc.blobs.size(digest) != size:
+                    raise UploadGone(upload_id)
+                await link(conn, repo.id, digest, size)
+                await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+    except UploadBusy:
+        raise RangeInvalid("another request is writing to this upload") from None
+    except UploadGone as exc:
+        raise upload_not_found(upload_id, repo) from exc
+    await svc.blobs.cancel_upload(upload_id)
+    return repo, size
 
 
 async def _nothing() -> AsyncIterator[bytes]:
@@ -241,7 +289,6 @@ async def cancel(svc: Services, caller: Caller, account_id: str, repository: str
     async with svc.db.write() as conn:
         await conn.execute(delete(uploads).where(uploads.c.id == upload.id))
     await svc.blobs.cancel_upload(upload.id)
-    _locks.pop(upload_id, None)
 
 
 async def blob_exists_in(svc: Services, repo: Repository, digest: str) -> bool:

@@ -16,6 +16,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from dockyard.auth.sigv4 import SignatureError
 from dockyard.core import (
     authorization,
+    blobs,
     creation_templates,
     image_details,
     layers,
@@ -29,7 +30,8 @@ from dockyard.core.caller import Caller
 from dockyard.core.repositories import RepositorySettings
 from dockyard.core.services import Services
 from dockyard.doors.aws_auth import authenticate
-from dockyard.doors.aws_json import ServiceModel, ValidationError, error_body
+from dockyard.doors.aws_json import REQUEST_TOO_LARGE_EXCEPTION, ServiceModel, ValidationError, error_body
+from dockyard.doors.bodies import ECR_BODY_LIMIT, BodyTooLarge, read_body, refused
 from dockyard.doors.ecr_lifecycle import LIFECYCLE_OPERATIONS
 from dockyard.errors import AccessDeniedException, DockyardError
 from dockyard.observe.context import report, request_id_of
@@ -348,7 +350,10 @@ class EcrDoor:
 
     async def handle(self, request: Request, target: str) -> Response:
         request_id = request_id_of(request)
-        body = await request.body()
+        try:
+            body = await read_body(request, ECR_BODY_LIMIT)
+        except BodyTooLarge as exc:
+            return refused(self._error(413, REQUEST_TOO_LARGE_EXCEPTION, exc.message, request_id))
         try:
             caller = await authenticate(self.svc, request, body, ("ecr",))
         except SignatureError as exc:
@@ -384,7 +389,13 @@ class EcrDoor:
         media_type = "application/octet-stream"
         if request.method == "HEAD":
             return Response(status_code=200, headers=headers, media_type=media_type)
+        # open_download checked a local file's size against the metadata (the server may send a
+        # FileResponse's file itself); an object store's bytes are checked as they stream.
         path = self.svc.blobs.local_path(download.digest)
         if path is not None:
             return FileResponse(path, headers={"Accept-Ranges": "bytes"}, media_type=media_type)
-        return StreamingResponse(self.svc.blobs.read(download.digest), headers=headers, media_type=media_type)
+        try:
+            stream = await blobs.open_stream(self.svc, download.digest, download.size)
+        except DockyardError as exc:
+            return _s3_error(404, "NoSuchKey", exc.message)
+        return StreamingResponse(stream, headers=headers, media_type=media_type)

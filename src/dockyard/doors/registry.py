@@ -32,6 +32,7 @@ from dockyard.core.manifests import (
 from dockyard.core.paging import encode_token
 from dockyard.core.registry_callers import registry_caller
 from dockyard.core.services import Services
+from dockyard.doors.bodies import CLOSE, BodyTooLarge, read_body
 from dockyard.doors.origin import with_origin
 from dockyard.errors import (
     AccessDeniedException,
@@ -47,6 +48,8 @@ from dockyard.errors import (
     RangeInvalid,
     ReferencedImagesNotFoundException,
     RepositoryNotFoundException,
+    StorageBusy,
+    StorageFull,
     UploadNotFoundException,
 )
 from dockyard.observe.context import admit
@@ -80,6 +83,8 @@ _OCI_CODES: dict[type[DockyardError], tuple[int, str]] = {
     ImageTagAlreadyExistsException: (400, "TAG_INVALID"),
     AccessDeniedException: (403, "DENIED"),
     LimitExceededException: (403, "DENIED"),
+    StorageFull: (StorageFull.oci_status, "UNAVAILABLE"),
+    StorageBusy: (StorageBusy.oci_status, "UNAVAILABLE"),
 }
 
 Handler = Callable[[Request, Caller, str], Awaitable[Response]]
@@ -323,16 +328,15 @@ def _etag_matches(request: Request, digest: str) -> bool:
     return any(tag.strip() in (digest, f'"{digest}"', "*") for tag in wanted.split(","))
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    length = _content_length(request)
-    if length is not None and length > limit:
-        raise RegistryError(413, "SIZE_INVALID", f"manifest exceeds the {limit} byte limit")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise RegistryError(413, "SIZE_INVALID", f"manifest exceeds the {limit} byte limit")
-    return bytes(data)
+async def _read_manifest(request: Request) -> bytes:
+    """A manifest PUT's body, refused with 413 past the 4 MiB ECR allows (the distribution spec's
+    status for a manifest too large), before more than that is held."""
+    try:
+        return await read_body(request, images.MAX_MANIFEST_SIZE)
+    except BodyTooLarge as exc:
+        raise RegistryError(
+            413, "SIZE_INVALID", f"manifest exceeds the {exc.limit} byte limit", headers=CLOSE
+        ) from None
 
 
 class RegistryDoor:
@@ -449,7 +453,7 @@ class RegistryDoor:
     async def _put_manifest(
         self, request: Request, caller: Caller, account: str, name: str, reference: str
     ) -> Response:
-        data = await _read_limited(request, images.MAX_MANIFEST_SIZE)
+        data = await _read_manifest(request)
         content_type = request.headers.get("content-type")
         digest = reference if is_digest(reference) else None
         tag = None if digest else reference
@@ -485,6 +489,19 @@ class RegistryDoor:
             await blobs.unlink_blob(self.svc, caller, account, name, digest)
             return Response(status_code=202, headers=API_VERSION_HEADER)
         action = "ecr:BatchCheckLayerAvailability" if request.method == "HEAD" else "ecr:GetDownloadUrlForLayer"
+        try:
+            return await self._serve_blob(request, caller, account, name, digest, action)
+        except blobs.BlobDamaged as exc:
+            # 404, as distribution answers for a blob whose data is gone: the registry cannot serve
+            # it, a client retrying (as it would on a 5xx) cannot change that, and a push's HEAD
+            # must find it absent so that it uploads the blob again, which repairs it.
+            raise RegistryError(404, "BLOB_UNKNOWN", exc.message, {"digest": digest, "damage": exc.damage}) from exc
+
+    async def _serve_blob(
+        self, request: Request, caller: Caller, account: str, name: str, digest: str, action: str
+    ) -> Response:
+        # On local files stat_blob checks the file's size against the metadata before anything
+        # is sent (the server sends a FileResponse's file itself, unchecked, with pathsend).
         _, size = await blobs.stat_blob(self.svc, caller, account, name, digest, action)
         headers = API_VERSION_HEADER | {
             "Docker-Content-Digest": digest,
@@ -504,7 +521,7 @@ class RegistryDoor:
             first, last = window
             part = {"Content-Range": f"bytes {first}-{last}/{size}", "Content-Length": str(last - first + 1)}
             return StreamingResponse(
-                self.svc.blobs.read(digest, first, last + 1),
+                await blobs.open_stream(self.svc, digest, size, first, last + 1),
                 206,
                 headers=headers | part,
                 media_type="application/octet-stream",
@@ -514,7 +531,7 @@ class RegistryDoor:
         if path is not None and "range" not in request.headers:
             return _BlobFile(path, headers=headers, media_type="application/octet-stream")
         return StreamingResponse(
-            self.svc.blobs.read(digest),
+            await blobs.open_stream(self.svc, digest, size),
             headers=headers | {"Content-Length": str(size)},
             media_type="application/octet-stream",
         )

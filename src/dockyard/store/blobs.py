@@ -2,15 +2,27 @@
 
 `BlobStore` is the small interface the core uses; `FilesystemBlobStore` is the embedded default.
 A blob becomes visible only after its bytes were hashed, checked against the digest the client
-claimed, flushed to disk and atomically renamed into place; callers commit metadata after that."""
+claimed, flushed to disk and moved into place; callers commit metadata after that.
+
+Two guarantees, whatever requests race on whichever process or node:
+- A blob stored under a digest is exactly the bytes with that digest. The digest is checked over
+  the bytes that are committed, never over bytes a request believes it wrote, and a blob that
+  exists is never replaced (only a damaged one, of the wrong size, by verified bytes).
+- An upload is one ordered stream. The metadata records, for each acknowledged append, the size
+  it reached and a `writer` token naming those bytes; the store trusts a running hash only for the
+  exact (size, writer) it computed it for. On the filesystem, `upload_lock` (flock, which every
+  process on the machine sees and the kernel releases when a process dies) makes one request at a
+  time the writer of an upload, from reading where it stands to recording where it ends."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -31,7 +43,11 @@ class DigestMismatch(Exception):
 
 
 class UploadGone(Exception):
-    """The upload's temporary file is missing or shorter than its recorded size."""
+    """The upload's bytes are missing or shorter than its recorded size."""
+
+
+class UploadBusy(Exception):
+    """Another request is writing to the upload right now."""
 
 
 def _hex(digest: str) -> tuple[str, str]:
@@ -41,8 +57,26 @@ def _hex(digest: str) -> tuple[str, str]:
 
 @dataclass
 class _Hashing:
+    """A running SHA-256 of an upload's first `offset` bytes, as written by the append `writer`."""
+
     offset: int
+    writer: str | None = None
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+
+    def matches(self, offset: int, writer: str | None) -> bool:
+        return self.offset == offset and self.writer == writer
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where an append left an upload: its size, and the token naming the bytes [0, size)."""
+
+    size: int
+    writer: str | None
+
+
+def new_writer() -> str:
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -57,10 +91,18 @@ class StoredFile:
 
 class BlobStore(Protocol):
     async def start_upload(self, upload_id: str) -> None: ...
-    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int: ...
-    async def finish_upload(
-        self, upload_id: str, digest: str, before_move: Callable[[int], Awaitable[None]] | None = None
-    ) -> int: ...
+    # Held from reading where an upload stands to recording where an append left it; UploadBusy
+    # when another request holds it, UploadGone when the upload's bytes are gone.
+    def upload_lock(self, upload_id: str) -> AbstractAsyncContextManager[None]: ...
+    # Add `chunks` after the first `offset` bytes, as the append `writer` left them.
+    async def append(
+        self, upload_id: str, offset: int, writer: str | None, chunks: AsyncIterator[bytes]
+    ) -> Appended: ...
+    # DigestMismatch unless the upload's bytes [0, size), as `writer` left them, hash to `digest`.
+    async def verify_upload(self, upload_id: str, size: int, writer: str | None, digest: str) -> None: ...
+    # Make the verified bytes durable under `digest` (never replacing a sound blob); the upload's
+    # bytes may be consumed.
+    async def place_upload(self, upload_id: str, size: int, writer: str | None, digest: str) -> None: ...
     async def cancel_upload(self, upload_id: str) -> None: ...
     async def put(self, data: bytes) -> str: ...
     async def size(self, digest: str) -> int | None: ...
@@ -111,9 +153,24 @@ class FilesystemBlobStore:
         self._upload_path(upload_id).touch(exist_ok=False)
         self._hashing[upload_id] = _Hashing(0)
 
-    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
-        """Write `chunks` at `offset`; returns the new size. Bytes past `offset` left by an
-        interrupted, unacknowledged write are discarded first."""
+    @asynccontextmanager
+    async def upload_lock(self, upload_id: str) -> AsyncIterator[None]:
+        try:
+            fd = os.open(self._upload_path(upload_id), os.O_RDWR)
+        except FileNotFoundError as exc:
+            raise UploadGone(upload_id) from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise UploadBusy(upload_id) from exc
+            yield
+        finally:
+            os.close(fd)
+
+    async def append(self, upload_id: str, offset: int, writer: str | None, chunks: AsyncIterator[bytes]) -> Appended:
+        """Write `chunks` at `offset` (the caller holds the upload's lock); bytes past `offset` that
+        an interrupted or refused append left behind are discarded first."""
         path = self._upload_path(upload_id)
         try:
             handle = open(path, "r+b")  # noqa: SIM115 - closed in finally, across awaits
@@ -126,51 +183,53 @@ class FilesystemBlobStore:
             if length > offset:
                 handle.truncate(offset)
             handle.seek(offset)
-            state = self._hashing.get(upload_id)
-            if state is None or state.offset != offset:
-                state = None
-                self._hashing.pop(upload_id, None)
-            try:
-                size = await _copy(chunks, handle, offset, state)
-            except BaseException:
-                # The hash state may hold bytes the client will send again.
-                self._hashing.pop(upload_id, None)
-                raise
+            # Taken out: the bytes it goes on to hash may be refused.
+            state = self._hashing.pop(upload_id, None)
+            if state is None or not state.matches(offset, writer):
+                state = _Hashing(0) if offset == 0 else None
+            size = await _copy(chunks, handle, offset, state)
+            appended = Appended(size, writer if size == offset else new_writer())
             if state is not None:
-                state.offset = size
-            return size
+                state.offset, state.writer = appended.size, appended.writer
+                self._hashing[upload_id] = state
+            return appended
         finally:
             handle.close()
 
-    async def finish_upload(
-        self, upload_id: str, digest: str, before_move: Callable[[int], Awaitable[None]] | None = None
-    ) -> int:
-        """Verify the upload's bytes against `digest` and move them into place; `before_move(size)`
-        runs between the two (garbage collection's claim, see dockyard.core.blobs.claim)."""
+    async def verify_upload(self, upload_id: str, size: int, writer: str | None, digest: str) -> None:
         path = self._upload_path(upload_id)
-        state = self._hashing.pop(upload_id, None)
         algorithm, expected = _hex(digest)
+        state = self._hashing.get(upload_id)
         try:
-            size = path.stat().st_size
+            length = path.stat().st_size
         except FileNotFoundError as exc:
             raise UploadGone(upload_id) from exc
-        if state is not None and state.offset == size and algorithm == "sha256":
-            actual = state.hasher.hexdigest()
+        if length != size:
+            raise UploadGone(upload_id)
+        if state is not None and state.matches(size, writer) and algorithm == "sha256":
+            actual = state.hasher.copy().hexdigest()
         else:
             actual = await asyncio.to_thread(_hash_file, path, algorithm)
         if actual != expected:
             raise DigestMismatch(f"{algorithm}:{actual}")
-        if before_move is not None:
-            await before_move(size)
-        await asyncio.to_thread(self._move_into_place, path, digest)
-        return size
 
-    def _move_into_place(self, source: Path, digest: str) -> None:
+    async def place_upload(self, upload_id: str, size: int, writer: str | None, digest: str) -> None:
+        """Move the verified upload into place: flushed, then linked under its digest, never over
+        a sound blob. The upload's name goes at once: a hard link shares the blob's inode, and a
+        later append to the upload must not be able to write into a stored blob."""
+        self._hashing.pop(upload_id, None)
+        await asyncio.to_thread(self._place, self._upload_path(upload_id), digest, size)
+
+    def _place(self, source: Path, digest: str, size: int) -> None:
         target = self.blob_path(digest)
-        with open(source, "rb") as handle:
-            os.fsync(handle.fileno())
+        try:
+            with open(source, "rb") as handle:
+                os.fsync(handle.fileno())
+        except FileNotFoundError as exc:
+            raise UploadGone(source.name) from exc
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)
+        _link_into_place(source, target, size)
+        source.unlink(missing_ok=True)
         _fsync_dir(target.parent)
 
     async def cancel_upload(self, upload_id: str) -> None:
@@ -179,11 +238,10 @@ class FilesystemBlobStore:
 
     async def put(self, data: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        target = self.blob_path(digest)
-        if not target.exists():
+        if await self.size(digest) != len(data):
             temp = self._uploads / f"put-{uuid.uuid4().hex}"
             await asyncio.to_thread(_write_file, temp, data)
-            await asyncio.to_thread(self._move_into_place, temp, digest)
+            await asyncio.to_thread(self._place, temp, digest, len(data))
         return digest
 
     async def size(self, digest: str) -> int | None:
@@ -276,6 +334,24 @@ def _write(handle: BinaryIO, chunks: list[bytes], state: _Hashing | None) -> Non
     if state is not None:
         for chunk in chunks:
             state.hasher.update(chunk)
+
+
+def _link_into_place(source: Path, target: Path, size: int) -> None:
+    """Link `source` (verified bytes of `target`'s digest) at `target` unless a blob of the right
+    size is there already; one of the wrong size is damaged, and is replaced atomically."""
+    try:
+        os.link(source, target)
+        return
+    except FileExistsError:
+        pass
+    try:
+        if target.stat().st_size == size:
+            return
+    except FileNotFoundError:
+        pass
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    os.link(source, temp)
+    os.replace(temp, target)
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -2,27 +2,22 @@
 
 Layout under s3://<bucket>/<prefix>:
 
-    blobs/<algorithm>/<hex>          a verified blob, named by its digest
-    uploads/<id>/state-<offset>      an upload as it stood at <offset> bytes (JSON, see _State)
-    uploads/<id>/tail-<offset>-<w>   the bytes past the last full part at <offset>, by writer <w>
-    uploads/<id>/data                the multipart upload of the parts, completed when the upload is
+    blobs/<algorithm>/<hex>              a verified blob, named by its digest
+    uploads/<id>/state-<size>-<writer>   an upload as the append <writer> left it (JSON, see _State)
+    uploads/<id>/part-<writer>-<n>       a full part (PART_SIZE bytes) written by that append
+    uploads/<id>/tail-<writer>           the bytes past its last full part
 
-Why so: a layer push is an S3 multipart upload, so any node can add to it. S3 wants every part
-but the last to be at least 5 MiB, while a registry client may PATCH chunks of any size; what does
-not fill a part yet waits in a small tail object (not in the database: blob bytes then never go
-through PostgreSQL's write-ahead log, and the metadata schema stays as it is). Each append writes
-a new state object named by the size it reaches rather than overwriting one: the metadata database
-records the size an append was acknowledged at, and the next append starts from exactly that
-state, so bytes of an append that failed after writing (a refused range, a node killed before its
-database commit) are never seen again. Their parts are overwritten by number or left out when the
-upload completes. Every append names itself (a random writer id) in the state and tail objects it
-writes, so a state always points at its own tail, and a node trusts its running hash only for a
-state it wrote itself: two nodes wrongly fed the same chunk at once cannot mix their bytes.
+Why so: S3 wants every part of a multipart upload but the last to be at least 5 MiB, while a
+registry client may PATCH chunks of any size, so bytes wait in objects until the upload is
+finished, and only then become one object, by server-side copies of the parts.
 
-A blob becomes visible only once verified: the completed upload is hashed (with this node's
-running hash when it saw every byte, otherwise by reading the object back, so any node can finish
-an upload another started), and only then copied to its digest's key. Memory stays at one part
-per upload in flight."""
+Every object an append writes carries its own random writer id, so no object is ever
+overwritten: two nodes fed the same range at once write disjoint objects, and the metadata
+database, which records (size, writer) of the one append it acknowledged, decides which state
+counts. A finished blob is made of exactly the objects that state names, and its digest is checked
+over those bytes: with this node's running hash when this node wrote exactly that state, by reading
+the objects back otherwise. A blob becomes visible only once verified, is written with
+If-None-Match so a sound one is never replaced, and memory stays at one part per upload in flight."""
 
 from __future__ import annotations
 
@@ -30,9 +25,8 @@ import asyncio
 import hashlib
 import inspect
 import json
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,13 +36,19 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from dockyard.store.blobs import READ_SIZE, DigestMismatch, StoredFile, UploadGone, _Hashing, _hex
+from dockyard.store.blobs import (
+    READ_SIZE,
+    Appended,
+    DigestMismatch,
+    StoredFile,
+    UploadGone,
+    _Hashing,
+    _hex,
+    new_writer,
+)
 
 # Parts are this big (S3's minimum is 5 MiB); one part per upload in flight is held in memory.
 PART_SIZE = 8 * 1024 * 1024
-# CopyObject copies up to 5 GiB in one request; bigger blobs are copied part by part.
-COPY_LIMIT = 5 * 1024**3
-COPY_PART_SIZE = 512 * 1024 * 1024
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 
 
@@ -61,35 +61,37 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parts.netloc, f"{prefix}/" if prefix else ""
 
 
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code"))
+
+
 def _missing(exc: ClientError) -> bool:
-    return str(exc.response.get("Error", {}).get("Code")) in _MISSING
+    return _code(exc) in _MISSING
 
 
 @dataclass
 class _State:
-    """An upload at one offset: its multipart upload, the parts so far and the tail's length."""
+    """An upload as one append left it: its full parts, in order, and its tail's length."""
 
-    multipart_id: str
-    parts: list[tuple[int, str, int]] = field(default_factory=list)  # (number, ETag, size)
+    parts: list[str] = field(default_factory=list)  # object names under uploads/<id>/
     tail: int = 0
-    # The append that wrote this state (and its tail object); "" for the empty upload.
-    writer: str = ""
+    writer: str | None = None
 
     def to_json(self) -> bytes:
-        fields = {"multipart_id": self.multipart_id, "parts": self.parts, "tail": self.tail, "writer": self.writer}
-        return json.dumps(fields).encode()
+        return json.dumps({"parts": self.parts, "tail": self.tail, "writer": self.writer}).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> _State:
         raw = json.loads(data)
-        return cls(raw["multipart_id"], [tuple(p) for p in raw["parts"]], raw["tail"], raw["writer"])
-
-    def tail_name(self, offset: int) -> str:
-        return f"tail-{offset}-{self.writer}"
+        return cls(list(raw["parts"]), int(raw["tail"]), raw["writer"])
 
     @property
-    def next_part(self) -> int:
-        return self.parts[-1][0] + 1 if self.parts else 1
+    def tail_name(self) -> str:
+        return f"tail-{self.writer}"
+
+    @property
+    def size(self) -> int:
+        return len(self.parts) * PART_SIZE + self.tail
 
 
 class S3BlobStore:
@@ -112,11 +114,9 @@ class S3BlobStore:
         self._client: Any = None
         self._exit = AsyncExitStack()
         self._opening = asyncio.Lock()
-        # Running hashes of uploads appended on this node, with the writer id of the state they
-        # match; another node (or a state another node wrote since) re-reads the bytes instead.
-        self._hashing: dict[str, tuple[_Hashing, str]] = {}
-        # The size the last append on this node left each upload at (finish_upload completes that).
-        self._sizes: dict[str, int] = {}
+        # Running hashes of uploads appended on this node, each for the (size, writer) it covers;
+        # another node (or a state another append wrote since) re-reads the bytes instead.
+        self._hashing: dict[str, _Hashing] = {}
 
     # -- keys and the client ------------------------------------------------------------------
 
@@ -168,33 +168,42 @@ class S3BlobStore:
     async def _put(self, key: str, data: bytes) -> None:
         await (await self._s3()).put_object(Bucket=self.bucket, Key=key, Body=data)
 
-    async def _state(self, upload_id: str, offset: int) -> _State:
-        raw = await self._get(self._upload_key(upload_id, f"state-{offset}"))
+    async def _state(self, upload_id: str, size: int, writer: str | None) -> _State:
+        if size == 0 and writer is None:
+            return _State()
+        raw = await self._get(self._upload_key(upload_id, f"state-{size}-{writer}"))
         if raw is None:
             raise UploadGone(upload_id)
         return _State.from_json(raw)
 
+    async def _tail(self, upload_id: str, state: _State) -> bytes:
+        if not state.tail:
+            return b""
+        tail = await self._get(self._upload_key(upload_id, state.tail_name))
+        if tail is None or len(tail) != state.tail:
+            raise UploadGone(upload_id)
+        return tail
+
     # -- uploads ------------------------------------------------------------------------------
 
     async def start_upload(self, upload_id: str) -> None:
-        s3 = await self._s3()
-        created = await s3.create_multipart_upload(
-            Bucket=self.bucket, Key=self._upload_key(upload_id, "data"), ContentType="application/octet-stream"
-        )
-        await self._put(self._upload_key(upload_id, "state-0"), _State(created["UploadId"]).to_json())
-        self._hashing[upload_id] = (_Hashing(0), "")
-        self._sizes[upload_id] = 0
+        # Nothing to write yet: the empty state is implied.
+        self._hashing[upload_id] = _Hashing(0)
 
-    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> int:
-        """Add `chunks` to the upload as it stood at `offset`; returns the new size."""
-        state = await self._state(upload_id, offset)
-        buffer = bytearray()
-        if state.tail:
-            tail = await self._get(self._upload_key(upload_id, state.tail_name(offset)))
-            if tail is None or len(tail) != state.tail:
-                raise UploadGone(upload_id)
-            buffer += tail
-        hashing = self._running_hash(upload_id, offset, state)
+    @asynccontextmanager
+    async def upload_lock(self, upload_id: str) -> AsyncIterator[None]:
+        """No lock is needed: appends write disjoint objects, and the metadata's record of (size,
+        writer) is the one place where racing appends are decided (dockyard.core.uploads)."""
+        yield
+
+    async def append(self, upload_id: str, offset: int, writer: str | None, chunks: AsyncIterator[bytes]) -> Appended:
+        """Add `chunks` to the upload as the append `writer` left it at `offset` bytes."""
+        state = await self._state(upload_id, offset, writer)
+        buffer = bytearray(await self._tail(upload_id, state))
+        hashing = self._hashing.pop(upload_id, None)
+        if hashing is None or not hashing.matches(offset, writer):
+            hashing = _Hashing(0) if offset == 0 else None
+        mine = _State(list(state.parts), 0, new_writer())
         size = offset
         async for chunk in chunks:
             buffer += chunk
@@ -202,144 +211,95 @@ class S3BlobStore:
             if hashing is not None:
                 hashing.hasher.update(chunk)
             while len(buffer) >= PART_SIZE:
-                await self._upload_part(upload_id, state, bytes(buffer[:PART_SIZE]))
+                name = f"part-{mine.writer}-{len(mine.parts)}"
+                await self._put(self._upload_key(upload_id, name), bytes(buffer[:PART_SIZE]))
+                mine.parts.append(name)
                 del buffer[:PART_SIZE]
-        if size != offset:
-            state.tail, state.writer = len(buffer), uuid.uuid4().hex
-            if buffer:
-                await self._put(self._upload_key(upload_id, state.tail_name(size)), bytes(buffer))
-            await self._put(self._upload_key(upload_id, f"state-{size}"), state.to_json())
+        if size == offset:
+            if hashing is not None:
+                self._hashing[upload_id] = hashing
+            return Appended(offset, writer)
+        mine.tail = len(buffer)
+        if buffer:
+            await self._put(self._upload_key(upload_id, mine.tail_name), bytes(buffer))
+        await self._put(self._upload_key(upload_id, f"state-{size}-{mine.writer}"), mine.to_json())
         if hashing is not None:
-            hashing.offset = size
-            self._hashing[upload_id] = (hashing, state.writer)
-        self._sizes[upload_id] = size
-        return size
+            hashing.offset, hashing.writer = size, mine.writer
+            self._hashing[upload_id] = hashing
+        return Appended(size, mine.writer)
 
-    def _running_hash(self, upload_id: str, offset: int, state: _State) -> _Hashing | None:
-        """This node's hash of the upload's first `offset` bytes, if it hashed exactly the bytes of
-        `state`; taken out, as the bytes it goes on to hash may be refused."""
-        kept = self._hashing.pop(upload_id, None)
-        if kept is None:
-            return None
-        hashing, writer = kept
-        return hashing if hashing.offset == offset and writer == state.writer else None
-
-    async def _upload_part(self, upload_id: str, state: _State, data: bytes) -> None:
-        number = state.next_part
-        try:
-            uploaded = await (await self._s3()).upload_part(
-                Bucket=self.bucket,
-                Key=self._upload_key(upload_id, "data"),
-                UploadId=state.multipart_id,
-                PartNumber=number,
-                Body=data,
-            )
-        except ClientError as exc:
-            if _missing(exc):
-                raise UploadGone(upload_id) from exc
-            raise
-        state.parts.append((number, uploaded["ETag"], len(data)))
-
-    async def finish_upload(
-        self, upload_id: str, digest: str, before_move: Callable[[int], Awaitable[None]] | None = None
-    ) -> int:
-        """Verify the upload against `digest`, then copy it to the digest's key. It finishes the
-        upload as the last append on this node left it (uploads.complete appends first)."""
-        size = self._sizes.pop(upload_id, None)
-        if size is None:
-            raise UploadGone(upload_id)
-        state = await self._state(upload_id, size)
-        hashing = self._running_hash(upload_id, size, state)
+    async def verify_upload(self, upload_id: str, size: int, writer: str | None, digest: str) -> None:
         algorithm, expected = _hex(digest)
-        tail = b""
-        if state.tail:
-            tail = await self._get(self._upload_key(upload_id, state.tail_name(size))) or b""
-            if len(tail) != state.tail:
-                raise UploadGone(upload_id)
-        if not state.parts:
-            # Smaller than one part: the bytes are at hand, verified and written in one go.
-            if hashlib.new(algorithm, tail).hexdigest() != expected:
-                raise DigestMismatch(f"{algorithm}:{hashlib.new(algorithm, tail).hexdigest()}")
-            if before_move is not None:
-                await before_move(size)
-            await self._put(self.blob_key(digest), tail)
+        hashing = self._hashing.get(upload_id)
+        if hashing is not None and hashing.matches(size, writer) and algorithm == "sha256":
+            actual = hashing.hasher.copy().hexdigest()
         else:
-            data_key = self._upload_key(upload_id, "data")
-            # Completed already when an earlier attempt named the wrong digest: the client may try again.
-            if await self._object_size(data_key) != size:
-                if tail:
-                    await self._upload_part(upload_id, state, tail)
-                await self._complete(upload_id, state)
-            if hashing is not None and algorithm == "sha256":
-                actual = hashing.hasher.hexdigest()
-            else:
-                actual = await self._hash_object(data_key, algorithm)
-            if actual != expected:
-                raise DigestMismatch(f"{algorithm}:{actual}")
-            if before_move is not None:
-                await before_move(size)
-            await self._copy(data_key, self.blob_key(digest), size)
-        await self._remove_upload(upload_id, state.multipart_id)
-        return size
+            state = await self._state(upload_id, size, writer)
+            hasher = hashlib.new(algorithm)
+            for name in state.parts:
+                async for data in self._read_key(self._upload_key(upload_id, name)):
+                    await asyncio.to_thread(hasher.update, data)
+            hasher.update(await self._tail(upload_id, state))
+            actual = hasher.hexdigest()
+        if actual != expected:
+            raise DigestMismatch(f"{algorithm}:{actual}")
 
-    async def _complete(self, upload_id: str, state: _State) -> None:
-        try:
-            await (await self._s3()).complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=self._upload_key(upload_id, "data"),
-                UploadId=state.multipart_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag, _ in state.parts]},
-            )
-        except ClientError as exc:
-            if _missing(exc):
-                raise UploadGone(upload_id) from exc
-            raise
-
-    async def _hash_object(self, key: str, algorithm: str) -> str:
-        hasher = hashlib.new(algorithm)
-        async for data in self._read_key(key):
-            await asyncio.to_thread(hasher.update, data)
-        return hasher.hexdigest()
-
-    async def _copy(self, source: str, target: str, size: int) -> None:
-        s3 = await self._s3()
-        copy_source = {"Bucket": self.bucket, "Key": source}
-        if size <= COPY_LIMIT:
-            await s3.copy_object(Bucket=self.bucket, Key=target, CopySource=copy_source)
+    async def place_upload(self, upload_id: str, size: int, writer: str | None, digest: str) -> None:
+        """Write the verified upload under its digest: one object made of exactly the objects the
+        state names, conditional on no blob being there (one of the wrong size is damaged, and
+        is replaced)."""
+        found = await self.size(digest)
+        if found == size:
             return
+        self._hashing.pop(upload_id, None)
+        state = await self._state(upload_id, size, writer)
+        tail = await self._tail(upload_id, state)
+        condition = {"IfNoneMatch": "*"} if found is None else {}
+        try:
+            if not state.parts:
+                await (await self._s3()).put_object(
+                    Bucket=self.bucket, Key=self.blob_key(digest), Body=tail, **condition
+                )
+            else:
+                await self._compose(upload_id, state, tail, self.blob_key(digest), condition)
+        except ClientError as exc:
+            # Another request placed the same verified bytes first.
+            if _code(exc) not in ("PreconditionFailed", "412"):
+                raise
+
+    async def _compose(
+        self, upload_id: str, state: _State, tail: bytes, target: str, condition: dict[str, str]
+    ) -> None:
+        s3 = await self._s3()
         created = await s3.create_multipart_upload(Bucket=self.bucket, Key=target)
-        parts = []
-        for number, first in enumerate(range(0, size, COPY_PART_SIZE), start=1):
-            last = min(first + COPY_PART_SIZE, size) - 1
-            copied = await s3.upload_part_copy(
-                Bucket=self.bucket,
-                Key=target,
-                UploadId=created["UploadId"],
-                PartNumber=number,
-                CopySource=copy_source,
-                CopySourceRange=f"bytes={first}-{last}",
+        multipart = created["UploadId"]
+        try:
+            parts = []
+            for number, name in enumerate(state.parts, start=1):
+                copied = await s3.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=target,
+                    UploadId=multipart,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": self._upload_key(upload_id, name)},
+                )
+                parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+            if tail:
+                number = len(parts) + 1
+                uploaded = await s3.upload_part(
+                    Bucket=self.bucket, Key=target, UploadId=multipart, PartNumber=number, Body=tail
+                )
+                parts.append({"PartNumber": number, "ETag": uploaded["ETag"]})
+            await s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=target, UploadId=multipart, MultipartUpload={"Parts": parts}, **condition
             )
-            parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
-        await s3.complete_multipart_upload(
-            Bucket=self.bucket, Key=target, UploadId=created["UploadId"], MultipartUpload={"Parts": parts}
-        )
+        except BaseException:
+            await s3.abort_multipart_upload(Bucket=self.bucket, Key=target, UploadId=multipart)
+            raise
 
     async def cancel_upload(self, upload_id: str) -> None:
         self._hashing.pop(upload_id, None)
-        self._sizes.pop(upload_id, None)
-        raw = await self._get(self._upload_key(upload_id, "state-0"))
-        await self._remove_upload(upload_id, _State.from_json(raw).multipart_id if raw else None)
-
-    async def _remove_upload(self, upload_id: str, multipart_id: str | None) -> None:
         s3 = await self._s3()
-        if multipart_id is not None:
-            try:
-                await s3.abort_multipart_upload(
-                    Bucket=self.bucket, Key=self._upload_key(upload_id, "data"), UploadId=multipart_id
-                )
-            except ClientError as exc:
-                if not _missing(exc):
-                    raise
         keys = [obj["Key"] async for obj in self._list(self._upload_key(upload_id, ""))]
         for start in range(0, len(keys), 1000):
             batch = [{"Key": key} for key in keys[start : start + 1000]]
@@ -349,8 +309,16 @@ class S3BlobStore:
 
     async def put(self, data: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if await self.size(digest) is None:
-            await self._put(self.blob_key(digest), data)
+        found = await self.size(digest)
+        if found != len(data):
+            condition = {"IfNoneMatch": "*"} if found is None else {}
+            try:
+                await (await self._s3()).put_object(
+                    Bucket=self.bucket, Key=self.blob_key(digest), Body=data, **condition
+                )
+            except ClientError as exc:
+                if _code(exc) not in ("PreconditionFailed", "412"):
+                    raise
         return digest
 
     async def _object_size(self, key: str) -> int | None:
@@ -365,9 +333,16 @@ class S3BlobStore:
     async def size(self, digest: str) -> int | None:
         return await self._object_size(self.blob_key(digest))
 
-    def read(self, digest: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Bytes [start, end) of the blob, streamed from the object store."""
-        return self._read_key(self.blob_key(digest), start, end)
+    async def read(self, digest: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of the blob, streamed from the object store. A missing object raises
+        FileNotFoundError, as a missing file does in the filesystem store."""
+        try:
+            async for data in self._read_key(self.blob_key(digest), start, end):
+                yield data
+        except ClientError as exc:
+            if _missing(exc):
+                raise FileNotFoundError(digest) from exc
+            raise
 
     async def _read_key(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         if end is not None and end <= start:

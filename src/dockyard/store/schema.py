@@ -296,7 +296,8 @@ tags = Table(
     Index("ix_tags_image", "image_id"),
 )
 
-# Upload sessions are rows so that any node can continue an upload.
+# Upload sessions are rows so that any node can continue an upload. `size` and `writer` are
+# where the last acknowledged append left it (see dockyard.core.uploads).
 uploads = Table(
     "uploads",
     metadata,
@@ -305,6 +306,7 @@ uploads = Table(
     Column("size", BigInteger, nullable=False, default=0),
     Column("parts", Integer, nullable=False, default=0),
     Column("last_part_size", BigInteger),
+    Column("writer", String(32)),
     Column("started_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
