@@ -88,3 +88,24 @@ class RangeInvalid(DockyardError):
 
     code = "InvalidLayerPartException"
     status = 416
+
+
+class StorageUnavailable(DockyardError):
+    """Storage cannot take a write right now, through no fault of the request. The AWS doors answer
+    ServerException (a fault: 500); the registry door answers `oci_status` with the OCI code
+    UNAVAILABLE (the distribution spec has no code for this; UNAVAILABLE is distribution's own)."""
+
+    code = "ServerException"
+    status = 500
+    oci_status = 503
+
+
+class StorageFull(StorageUnavailable):
+    """The disk holding the metadata database or the blobs is full (registry door: 507, RFC 4918's
+    Insufficient Storage)."""
+
+    oci_status = 507
+
+
+class StorageBusy(StorageUnavailable):
+    """The metadata database stayed locked by another process for longer than a request may wait."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import insert, select
 
 from dockyard.config import Settings
-from dockyard.store import schema
-from dockyard.store.blobs import BlobStore, open_blob_store
-from dockyard.store.database import Database
+from dockyard.store import capacity, schema
+from dockyard.store.blobs import BlobStore, FilesystemBlobStore, open_blob_store
+from dockyard.store.database import Database, sqlite_path
 
 
 @dataclass
@@ -25,7 +26,17 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         db = Database(settings.sqlalchemy_url, durable=settings.sync_writes)
-        return cls(settings=settings, db=db, blobs=open_blob_store(settings))
+        store = open_blob_store(settings)
+        # Readiness watches free space wherever this process writes: the data directory (audit
+        # trail, SQLite), and the blob store when it is a directory elsewhere.
+        capacity.HEALTH.watch(settings.data_dir)
+        database_file = sqlite_path(settings.sqlalchemy_url)
+        if database_file is not None:
+            capacity.HEALTH.watch(database_file.parent)
+        if isinstance(store, FilesystemBlobStore):
+            capacity.HEALTH.watch(store.root)
+        blobs = cast(BlobStore, capacity.GuardedBlobStore(store))
+        return cls(settings=settings, db=db, blobs=blobs)
 
     async def load_token_secret(self) -> None:
         self.token_secret = bytes.fromhex(await self.server_value("token_secret", secrets.token_hex(32)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,13 +12,23 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from dockyard.errors import StorageBusy
+from dockyard.store import capacity
+from dockyard.store.holders import describe_holders
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The PostgreSQL advisory lock every write transaction takes (any constant both sides agree on:
 # "dockyard" in ASCII). MIGRATION_LOCK keeps nodes that start together from migrating at once.
 WRITE_LOCK = 0x646F636B79617264
 MIGRATION_LOCK = WRITE_LOCK + 1
+# How long an SQLite statement waits for another connection's lock before the request gets a
+# StorageBusy: writers queue for milliseconds each, so only a stuck or foreign holder waits
+# this long, and a client should hear about it in seconds rather than time out.
+BUSY_TIMEOUT_MS = 5000
 
 
 def _is_sqlite(url: str) -> bool:
@@ -39,7 +50,7 @@ def _sqlite_engine(url: str, begin: str, synchronous: str) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -97,22 +108,71 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._reader.connect() as conn, conn.begin():
-            yield conn
+        try:
+            async with self._reader.connect() as conn, conn.begin():
+                yield conn
+        except DBAPIError as exc:
+            _raise_storage_error(exc)
+            raise
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._writer.begin() as conn:
-            yield conn
+        """A write transaction; a full disk or a lock held too long raises StorageUnavailable."""
+        try:
+            async with self._writer.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            _raise_storage_error(exc)
+            raise
+        capacity.HEALTH.succeeded()
 
     async def ping(self) -> None:
         async with self.read() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
+    async def check_writable(self, timeout_ms: int) -> None:
+        """Raise StorageBusy if another process holds SQLite's write lock for `timeout_ms`
+        (readiness: writes would queue behind it). Other databases have no such probe."""
+        path = sqlite_path(self.url)
+        if path is not None:
+            await asyncio.to_thread(probe_write_lock, path, timeout_ms)
+
     async def close(self) -> None:
         await self._reader.dispose()
         if self._writer is not self._reader:
             await self._writer.dispose()
+
+
+def _raise_storage_error(exc: DBAPIError) -> None:
+    error = capacity.from_database_error(exc)
+    if error is not None:
+        capacity.HEALTH.failed(error)
+        raise error from exc
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite database URL (None for other databases and in-memory ones)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def probe_write_lock(path: Path, timeout_ms: int) -> None:
+    """Take and at once release SQLite's write lock on `path` (no disk write: BEGIN IMMEDIATE
+    and ROLLBACK only touch locks); StorageBusy, naming the holder, if it stays taken."""
+    if not path.exists():
+        return
+    conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout_ms / 1000, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        raise StorageBusy(f"the metadata database {path} is locked by {describe_holders(path)}") from exc
+    finally:
+        conn.close()
 
 
 def alembic_config(url: str) -> Config:
@@ -123,7 +183,12 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str) -> None:
-    """Bring the schema to the newest migration (safe to run on every start)."""
+    """Bring the schema to the newest migration (safe to run on every start). A database another
+    process keeps locked raises StorageBusy naming that process, rather than a lock timeout
+    deep inside the migration."""
+    path = sqlite_path(url)
+    if path is not None:
+        probe_write_lock(path, BUSY_TIMEOUT_MS)
     command.upgrade(alembic_config(url), "head")
 
 
