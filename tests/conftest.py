@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.browser import Screenshots, launch_chromium
 from tests.support.clients import AwsCli, Boto3Clients, ContainersConfig, Podman, Skopeo
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 STDERR_TAIL = 6000
+
+# The suite runs on shared, busy machines: no property test may fail because generating or running
+# an example was slow there. Tests that set their own settings inherit these.
+settings.register_profile("shared-machine", deadline=None, suppress_health_check=list(HealthCheck))
+settings.load_profile("shared-machine")
 
 
 @pytest.fixture(scope="session")
