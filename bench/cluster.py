@@ -126,6 +126,8 @@ def main(argv: list[str]) -> int:
                 *("--database-url", postgres.url(), "--blob-store", f"s3://{BUCKET}/registry"),
                 *("--s3-endpoint-url", s3.endpoint_url, "--s3-region", s3.region, "--redis-url", redis.url),
                 *("--registry-host", f"{HOST}:{lb_port}"),
+                # Nodes on one host cannot share the default metrics address; nothing here scrapes it.
+                *("--metrics-address", "off"),
             ]
             log = work / f"node-{number}.log"
             process = stack.enter_context(_process(command, log, env))

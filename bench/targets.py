@@ -183,6 +183,9 @@ def start_dockyard(work: Path, workers: int, extra_args: list[str]) -> Target:
         str(workers),
         "--log-level",
         "warning",
+        # Nothing here scrapes metrics, and a default metrics port could be taken on a shared host.
+        "--metrics-address",
+        "off",
         *extra_args,
     ]
     log = work / "dockyard.log"

@@ -22,6 +22,9 @@ from dockyard.config import (
 )
 from dockyard.core import accounts
 from dockyard.core.services import Services
+from dockyard.errors import StorageUnavailable
+from dockyard.observe import listener
+from dockyard.offline import secure_data_dir
 from dockyard.ops_commands import gc, lifecycle, operations_options, prepare_runtime, storage
 from dockyard.scan_commands import gate, sbom, vulndb
 from dockyard.store.database import upgrade
@@ -64,9 +67,13 @@ async def bootstrap(settings: Settings) -> accounts.AccessKey | None:
 
 
 def prepare(settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.sqlalchemy_url)
-    key = asyncio.run(bootstrap(settings))
+    secure_data_dir(settings.data_dir)
+    try:
+        upgrade(settings.sqlalchemy_url)
+        key = asyncio.run(bootstrap(settings))
+    except StorageUnavailable as exc:
+        # A locked database or a full disk: the operator needs the one line saying which.
+        raise click.ClickException(exc.message) from None
     if key is not None:
         credentials = settings.data_dir / "credentials"
         write_credentials(credentials, key, settings.region)
@@ -79,6 +86,13 @@ def prepare(settings: Settings) -> None:
             f"  aws_secret_access_key = {key.secret_access_key}\n"
             f"Saved to {credentials} (AWS shared-credentials format)."
         )
+
+
+def _metrics_address(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int] | None:
+    try:
+        return listener.parse_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 def _load_config_file(ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
@@ -131,6 +145,14 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, path: Path | N
     help="HTTP server: granian when installed (auto), or uvicorn",
 )
 @click.option("--log-level", default="info", show_default=True, help="critical, error, warning, info, debug or trace")
+@click.option(
+    "--metrics-address",
+    default=listener.DEFAULT_METRICS_ADDRESS,
+    show_default=True,
+    callback=_metrics_address,
+    help="HOST:PORT of the Prometheus /metrics listener, apart from the public port ('off' to disable); "
+    "it names every repository, so keep it private",
+)
 @operations_options
 @click.option(
     "--config",
@@ -159,9 +181,10 @@ def serve(
     workers: int,
     server: server_module.ServerName,
     log_level: str,
+    metrics_address: tuple[str, int] | None,
     operations: Operations,
 ) -> None:
-    """Start the registry, the ECR API and the console on one port.
+    """Start the registry, the ECR API and the console on one port (Prometheus metrics on another).
 
     Every option may also come from the environment (DOCKYARD_<OPTION>, e.g. DOCKYARD_DATABASE_URL)
     or a --config file; flags win over the environment, the environment over the file."""
@@ -195,16 +218,21 @@ def serve(
     log_config = prepare_runtime(settings, workers, log_level)
     prepare(settings)
     os.environ["DOCKYARD_SETTINGS"] = settings_to_json(settings)
-    server_module.run(
-        server,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        log_config=log_config,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-    )
+    try:
+        server_module.run(
+            server,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            log_config=log_config,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            settings=settings,
+            metrics_address=metrics_address,
+        )
+    except listener.AddressInUse as exc:
+        raise click.ClickException(f"cannot listen on {exc.strerror}") from None
 
 
 # Every serve option can come from the environment as DOCKYARD_<OPTION> (flags win over it).

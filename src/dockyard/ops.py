@@ -1,6 +1,7 @@
 """Everything an operator needs from a running server, wired in one place for app.py: throttling,
-the audit trail and its CloudTrail door, background housekeeping, /healthz, /readyz and /metrics,
-and the middleware that ties requests to all of them."""
+the audit trail and its CloudTrail door, background housekeeping, /healthz and /readyz, and the
+middleware that ties requests to all of them. /metrics is not on the public port: the supervising
+process serves it on the metrics address (dockyard.observe.listener)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,25 @@ import asyncio
 import os
 from typing import Any
 
-from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dockyard.audit.trail import AuditTrail
-from dockyard.core.gc import storage_report
 from dockyard.core.services import Services
 from dockyard.doors.cloudtrail import CloudTrailDoor
 from dockyard.observe import metrics
 from dockyard.observe.classify import CLOUDTRAIL_TARGET_PREFIX
 from dockyard.observe.middleware import ObserveMiddleware
-from dockyard.store import schema
+from dockyard.store import capacity
 from dockyard.throttle import RateLimit, RateLimiter, RedisTokenBuckets, TokenBuckets
 from dockyard.workers.housekeeping import Housekeeping
 
 __all__ = ["CLOUDTRAIL_TARGET_PREFIX", "Ops", "audit_trail", "rate_limiter"]
 READY_TIMEOUT = 5.0
+# How long /readyz waits for SQLite's write lock before calling the database locked (well inside
+# READY_TIMEOUT; a healthy writer holds it for milliseconds).
+READY_LOCK_WAIT_MS = 2000
 
 
 def rate_limiter(svc: Services) -> RateLimiter:
@@ -61,8 +63,6 @@ class Ops:
     def start(self) -> None:
         self.trail.start()
         self.housekeeping.start()
-        if getattr(schema, "image_scans", None) is not None:
-            metrics.register_queue_probe("scan", self._scan_queue)
 
     async def stop(self) -> None:
         await self.housekeeping.stop()
@@ -74,7 +74,6 @@ class Ops:
         return [
             Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
             Route("/readyz", self.readyz, methods=["GET", "HEAD"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
         ]
 
     async def healthz(self, request: Request) -> Response:
@@ -82,10 +81,11 @@ class Ops:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        """Ready: the database answers a query, the blob store and the audit trail can be written."""
+        """Ready: the database answers a query and no other process keeps it locked, the blob store
+        and the audit trail can be written, and the data volume has room (see store/capacity.py)."""
         checks = {
-            "database": self.svc.db.ping(),
-            "storage": self.svc.blobs.ping(),
+            "database": self._database_ready(),
+            "storage": self._storage_ready(),
             "audit": asyncio.to_thread(self._audit_writable),
         }
         results: dict[str, str] = {}
@@ -99,23 +99,16 @@ class Ops:
         body = {"status": "ok" if ready else "unavailable", "checks": results}
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    async def _database_ready(self) -> None:
+        await self.svc.db.ping()
+        await self.svc.db.check_writable(READY_LOCK_WAIT_MS)
+
+    async def _storage_ready(self) -> None:
+        await self.svc.blobs.ping()
+        await asyncio.to_thread(capacity.HEALTH.check)
+
     def _audit_writable(self) -> None:
         directory = self.trail.directory
         directory.mkdir(parents=True, exist_ok=True)
         if not os.access(directory, os.W_OK):
             raise PermissionError(f"{directory} is not writable")
-
-    async def metrics(self, request: Request) -> Response:
-        if metrics.storage_is_stale():
-            report = await storage_report(self.svc)
-            per_repository = {(r.account_id, r.region, r.name): r.bytes for r in report.repositories}
-            metrics.set_storage(report.total_bytes, report.upload_sessions, per_repository)
-        await metrics.refresh_queues()
-        body, content_type = await asyncio.to_thread(metrics.exposition)
-        return Response(body, headers={"Content-Type": content_type})
-
-    async def _scan_queue(self) -> int:
-        scans = schema.image_scans  # type: ignore[attr-defined]
-        async with self.svc.db.read() as conn:
-            count = await conn.execute(select(func.count()).select_from(scans).where(scans.c.status == "IN_PROGRESS"))
-            return int(count.scalar_one())

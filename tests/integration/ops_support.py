@@ -28,8 +28,8 @@ def dockyard_json(server: DockyardServer, *args: str) -> Any:
 
 
 def metrics(server: DockyardServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of /metrics, keyed by (sample name, labels)."""
-    response = requests.get(f"{server.url}/metrics", timeout=10)
+    """Every sample of the metrics listener's /metrics, keyed by (sample name, labels)."""
+    response = requests.get(server.metrics_url, timeout=10)
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"].startswith("text/plain")
     samples = {}

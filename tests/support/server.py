@@ -87,10 +87,17 @@ class DockyardServer:
     on_started: Sequence[Callable[[DockyardServer], None]] = field(default=(), repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     starts: int = 0
+    # The private Prometheus listener (--metrics-address); a fresh free port at every start.
+    metrics_port: int = 0
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Where /metrics answers: the metrics listener, not the public port."""
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     @property
     def hostport(self) -> str:
@@ -137,6 +144,11 @@ class DockyardServer:
         ]
         if self.registry_host:
             args += ["--registry-host", self.registry_host]
+        chosen = "DOCKYARD_METRICS_ADDRESS" in self.extra_env or any(
+            arg.startswith("--metrics-address") for arg in self.extra_args
+        )
+        if not chosen:
+            args += ["--metrics-address", f"{self.host}:{self.metrics_port}"]
         return [*args, *self.extra_args]
 
     def server_env(self) -> dict[str, str]:
@@ -178,11 +190,14 @@ class DockyardServer:
         for _ in range(3):
             if not fixed_port:
                 self.port = free_port(self.host)
+            self.metrics_port = free_port(self.host)
             if self._start_once(timeout):
                 for hook in self.on_started:
                     hook(self)
                 return self
-            if fixed_port or "address already in use" not in self.stderr().lower():
+            # A taken metrics port is worth another try even when the public port is fixed.
+            in_use = "address already in use" in self.stderr().lower()
+            if not in_use or (fixed_port and f":{self.port}:" in self.stderr()):
                 break
         raise ServerStartError(self._failure("exited before answering /healthz"))
 

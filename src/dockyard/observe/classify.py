@@ -5,12 +5,24 @@ push or pull: a manifest GET is BatchGetImage, a blob GET GetDownloadUrlForLayer
 
 from __future__ import annotations
 
+from functools import cache
 from typing import NamedTuple
 from urllib.parse import unquote
 
 ECR_SOURCE = "ecr.amazonaws.com"
 CLOUDTRAIL_TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
-OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+OPS_PATHS = frozenset({"/healthz", "/readyz"})
+# The label of every operation outside the catalogue below: the X-Amz-Target header and a query's
+# Action are the client's to choose, and each new label value is a new series for every scrape.
+UNKNOWN_OPERATION = "unknown"
+# Which botocore service models name the operations each AWS door may be asked for.
+_DOOR_MODELS = {
+    "ecr": ("ecr",),
+    "cloudtrail": ("cloudtrail",),
+    "iam": ("iam",),
+    "sts": ("sts",),
+    "query": ("iam", "sts"),
+}
 # Registry operations recorded in the audit trail (the ECR actions of ARCHITECTURE.md's table).
 REGISTRY_AUDITED = frozenset(
     {
@@ -58,6 +70,46 @@ _UPLOAD_OPERATIONS = {
     "GET": "UploadLayerPart",
     "DELETE": "UploadLayerPart",
 }
+
+
+REGISTRY_OPERATIONS = frozenset(
+    {
+        *_MANIFEST_OPERATIONS.values(),
+        *_BLOB_OPERATIONS.values(),
+        *_UPLOAD_OPERATIONS.values(),
+        "InitiateLayerUpload",
+        "ListImages",
+        "DescribeRepositories",
+        "Ping",
+    }
+)
+OPS_OPERATIONS = frozenset(path[1:] for path in OPS_PATHS)
+
+
+@cache
+def _model_operations(door: str) -> frozenset[str]:
+    """The operations of `door`'s AWS services, read once from botocore's models."""
+    import botocore.session  # the doors load these models too; only a worker's first request pays
+
+    session = botocore.session.get_session()
+    names: set[str] = set()
+    for service in _DOOR_MODELS.get(door, ()):
+        names.update(session.get_service_model(service).operation_names)
+    return frozenset(names)
+
+
+def operation_label(door: str, operation: str) -> str:
+    """`operation` as a metric label: itself when the catalogue knows it, else "unknown", so no request
+    can add label values (and series) beyond a fixed set."""
+    if door == "registry":
+        known: frozenset[str] = REGISTRY_OPERATIONS
+    elif door == "ops":
+        known = OPS_OPERATIONS
+    elif door in _DOOR_MODELS:
+        known = _model_operations(door)
+    else:
+        known = frozenset()
+    return operation if operation in known else UNKNOWN_OPERATION
 
 
 def split_registry_path(path: str) -> RegistryPath:

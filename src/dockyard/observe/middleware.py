@@ -8,6 +8,7 @@ error bodies of failed requests are kept (to read their error code), never a suc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dockyard.audit.events import api_call_event, is_read_only
 from dockyard.audit.trail import AuditTrail
 from dockyard.observe import metrics
-from dockyard.observe.classify import REGISTRY_AUDITED, classify
+from dockyard.observe.classify import REGISTRY_AUDITED, classify, operation_label
 from dockyard.observe.context import CONTEXT_KEY, RequestContext
 from dockyard.observe.ids import new_id
 from dockyard.throttle import RateLimiter
@@ -30,10 +31,9 @@ log = logging.getLogger("dockyard.request")
 AWS_DOORS = frozenset({"ecr", "cloudtrail", "iam", "sts", "query"})
 AWS_REQUEST_ID = b"x-amzn-requestid"
 MAX_ERROR_BODY = 64 * 1024
-# Distinct (door, operation) label pairs kept before further names count as "other": an
-# X-Amz-Target is the client's to choose, and metric labels must not grow without bound.
-MAX_OPERATION_LABELS = 2000
-_OPERATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
+# nginx's "client closed request": the client left before its response was complete. Counted apart
+# from the server's errors, since anyone can hang up on purpose.
+CLIENT_ABORTED = 499
 _XML_CODE = re.compile(rb"<Code>([^<]*)</Code>")
 _XML_MESSAGE = re.compile(rb"<Message>([^<]*)</Message>")
 _UPLOAD_OPERATIONS = frozenset({"UploadLayerPart", "CompleteLayerUpload"})
@@ -45,7 +45,6 @@ class ObserveMiddleware:
         self.limiter = limiter
         self.trail = trail
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._labels: set[tuple[str, str]] = set()
         self._bytes: dict[str, tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,16 +73,21 @@ class ObserveMiddleware:
             metrics.UPLOADS_IN_PROGRESS.inc()
         error_body: bytearray | None = None
         audited = False
+        disconnected = responded = False
 
         async def counting_receive() -> Message:
+            nonlocal disconnected
             message = await receive()
             if message["type"] == "http.request":
                 context.bytes_in += len(message.get("body", b""))
+            elif message["type"] == "http.disconnect":
+                disconnected = True
             return message
 
         async def observing_send(message: Message) -> None:
-            nonlocal error_body, audited
+            nonlocal error_body, audited, responded, disconnected
             kind = message["type"]
+            final = False
             if kind == "http.response.start":
                 context.status = message["status"]
                 message["headers"] = self._with_request_id(context, list(message.get("headers", ())))
@@ -96,22 +100,44 @@ class ObserveMiddleware:
                 if error_body is not None and len(error_body) < MAX_ERROR_BODY:
                     error_body += body
                 if not message.get("more_body", False):
+                    final = True
                     if error_body is not None:
                         _read_error(context, bytes(error_body))
                     audited = True
                     await self._audit(context, before_response_ends=True)
             elif kind == "http.response.pathsend":
+                final = True
                 context.bytes_out += _content_length(context.response_headers)
-            await send(message)
+            try:
+                await send(message)
+            except OSError:
+                # granian refuses to send once the client has gone (a download it hung up on).
+                disconnected = True
+                raise
+            if final:
+                # A response finished after the client left reached nobody (uvicorn drops it quietly).
+                responded = not disconnected
 
         try:
             await self.app(scope, counting_receive, observing_send)
         except Exception:
-            context.status = context.status or 500
-            context.error_code = context.error_code or "ServerException"
-            log.exception("request failed", extra={"fields": self._fields(context)})
-            raise
+            if disconnected and not responded:
+                # The client stopped sending (the abort is counted and logged at info by _observe).
+                # One that only half-closed still reads: tell it the body was cut short, or the
+                # server under us would answer for the app with a 500.
+                if not context.status:
+                    await _answer_incomplete_body(send)
+                context.status = CLIENT_ABORTED
+            else:
+                context.status = context.status or 500
+                context.error_code = context.error_code or "ServerException"
+                log.exception("request failed", extra={"fields": self._fields(context)})
+                raise
         finally:
+            if disconnected and not responded:
+                context.status = CLIENT_ABORTED
+                context.error_code = "ClientAborted"
+                context.error_message = "The client closed the connection before the response was complete"
             if uploading:
                 metrics.UPLOADS_IN_PROGRESS.dec()
             if not audited:
@@ -152,15 +178,11 @@ class ObserveMiddleware:
 
     def _observe(self, context: RequestContext) -> None:
         duration = time.perf_counter() - context.started
-        door, operation = context.door, context.operation or "unknown"
+        door = context.door
+        operation = operation_label(door, context.operation)
         key = (door, operation, context.status)
         children = self._children.get(key)
         if children is None:
-            if (door, operation) not in self._labels:
-                if len(self._labels) >= MAX_OPERATION_LABELS or not _OPERATION_NAME.fullmatch(operation):
-                    operation = "other"
-                else:
-                    self._labels.add((door, operation))
             children = (
                 metrics.REQUESTS.labels(door, operation, str(context.status)),
                 metrics.LATENCY.labels(door, operation),
@@ -210,6 +232,8 @@ class ObserveMiddleware:
 def _level(context: RequestContext) -> int:
     """Errors at error, refusals and changes at info, successful reads at debug: a busy registry's
     pulls would otherwise flood the log (the audit trail records them all)."""
+    if context.status == CLIENT_ABORTED:
+        return logging.INFO
     if context.status >= 500:
         return logging.ERROR
     if context.status >= 400:
@@ -251,3 +275,15 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
         if name == b"content-length":
             return int(value) if value.isdigit() else 0
     return 0
+
+
+async def _answer_incomplete_body(send: Send) -> None:
+    with contextlib.suppress(OSError):
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [(b"content-type", b"text/plain"), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"the request body ended before its Content-Length"})
