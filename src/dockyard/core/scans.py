@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core import blobs as core_blobs
@@ -438,14 +439,29 @@ async def vulndb_changed(svc: Services) -> bool:
         seen = (await conn.execute(select(marks.c.value).where(marks.c.name == CONTINUOUS_MARK))).scalar()
     if seen is not None and int(seen) >= current:
         return False
+    if seen is None:
+        return await _first_mark(svc, current)
     async with svc.db.write() as conn:
-        if seen is None:
-            await conn.execute(insert(marks).values(name=CONTINUOUS_MARK, value=str(current)))
-            return current > 0
         result = await conn.execute(
             update(marks).where(marks.c.name == CONTINUOUS_MARK, marks.c.value == seen).values(value=str(current))
         )
         return bool(result.rowcount)
+
+
+async def _first_mark(svc: Services, current: int) -> bool:
+    """Set the mark where there is none yet. Every worker starts by finding none: the one whose
+    insert lands acts on this generation, the others (who find it set once they hold the write
+    lock, or whose insert loses the race on a database without one) leave it alone."""
+    marks = schema.server_values
+    try:
+        async with svc.db.write() as conn:
+            present = await conn.execute(select(marks.c.value).where(marks.c.name == CONTINUOUS_MARK))
+            if present.first() is not None:
+                return False
+            await conn.execute(insert(marks).values(name=CONTINUOUS_MARK, value=str(current)))
+    except IntegrityError:
+        return False
+    return current > 0
 
 
 async def continuous_targets(svc: Services) -> list[tuple[int, Inventory]]:
