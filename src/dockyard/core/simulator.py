@@ -1,8 +1,13 @@
 """IAM's policy simulator (SimulatePrincipalPolicy, SimulateCustomPolicy), answered by the same
-engine and the same decision function that authorise real requests."""
+engine and the same decision function that authorise real requests.
+
+A simulation parses and evaluates whatever the request carries (up to a megabyte of policies,
+times every action, times every resource), so it runs in a worker thread: the event loop keeps
+answering everyone else's requests meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -178,6 +183,11 @@ def _simulate(caller: Caller, sources: list[SourcedPolicy], simulation: Simulati
     return {"EvaluationResults": [result for _, result in page], **more}
 
 
+def _simulate_with_inputs(caller: Caller, sources: list[SourcedPolicy], simulation: Simulation) -> dict[str, Any]:
+    """`sources` and the simulation's own policies, parsed and evaluated off the event loop."""
+    return _simulate(caller, sources + _input_policies(simulation.policy_inputs), simulation)
+
+
 async def simulate_principal_policy(
     svc: Services, caller: Caller, source_arn: str, simulation: Simulation
 ) -> dict[str, Any]:
@@ -193,7 +203,7 @@ async def simulate_principal_policy(
             raise NoSuchEntity(f"The {kind} with name {name} cannot be found.")
         sources = await sourced_policies(conn, entity_kind, entity.id)
     subject = _principal_caller(caller, entity)
-    return _simulate(subject, sources + _input_policies(simulation.policy_inputs), simulation)
+    return await asyncio.to_thread(_simulate_with_inputs, subject, sources, simulation)
 
 
 async def simulate_custom_policy(svc: Services, caller: Caller, simulation: Simulation) -> dict[str, Any]:
@@ -210,4 +220,4 @@ async def simulate_custom_policy(svc: Services, caller: Caller, simulation: Simu
         if entity is None:
             raise NoSuchEntity(f"The user with name {match.group(4)} cannot be found.")
         subject = _principal_caller(caller, entity)
-    return _simulate(subject, _input_policies(simulation.policy_inputs), simulation)
+    return await asyncio.to_thread(_simulate_with_inputs, subject, [], simulation)
