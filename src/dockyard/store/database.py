@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from dockyard.errors import StorageBusy
 from dockyard.store import capacity
+from dockyard.store.group_commit import FileLock, GroupCommitWriter, WriteLockTimeout
 from dockyard.store.holders import describe_holders
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -91,7 +92,8 @@ class Database:
     On SQLite a write transaction takes the write lock up front (BEGIN IMMEDIATE) so that
     concurrent writers queue instead of failing; readers never block under WAL. On PostgreSQL
     a write transaction takes a cluster-wide advisory lock for the same effect across nodes
-    (see _postgresql_engine)."""
+    (see _postgresql_engine). Either way, the write transactions of one process that queue at
+    the same moment are committed together (dockyard.store.group_commit)."""
 
     def __init__(self, url: str, durable: bool = True) -> None:
         self.url = url
@@ -105,6 +107,9 @@ class Database:
             self._writer = _postgresql_engine(url, writer=True, durable=durable, pool_size=4)
         else:
             self._reader = self._writer = create_async_engine(url, pool_size=10, max_overflow=20)
+        path = sqlite_path(url)
+        self._write_lock = FileLock(path.with_name(path.name + "-writer.lock")) if path is not None else None
+        self._writes = GroupCommitWriter(self._writer, self._write_lock, BUSY_TIMEOUT_MS / 1000)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -119,11 +124,15 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction; a full disk or a lock held too long raises StorageUnavailable."""
         try:
-            async with self._writer.begin() as conn:
+            async with self._writes.transaction() as conn:
                 yield conn
         except DBAPIError as exc:
             _raise_storage_error(exc)
             raise
+        except WriteLockTimeout:
+            assert self._write_lock is not None
+            holder = describe_holders(self._write_lock.path)
+            raise StorageBusy(f"the metadata database {self.url} is locked by {holder}") from None
         capacity.HEALTH.succeeded()
 
     async def ping(self) -> None:

@@ -1,0 +1,226 @@
+"""Group commit: write transactions from many requests share one database commit.
+
+The metadata database has one writer at a time (SQLite's write lock; PostgreSQL's advisory lock,
+see dockyard.store.database). Committing each request's transaction on its own makes every
+request pay for a lock hand-over and a flush to disk. Here a request's transaction runs as a
+savepoint inside a transaction that stays open while other requests of this process are waiting
+their turn; the last of them commits, and every one of them hears that its changes are durable
+only then. What a request observes is unchanged: its statements run alone, in order, each seeing
+everything before it, and it returns once its changes are committed and on disk.
+
+Across processes on one machine, SQLite writers queue on a file lock (`flock`) before they ask
+for SQLite's own, so a waiting process is woken the moment the lock is free rather than polling
+in SQLite's busy handler (which sleeps up to 100 ms between tries)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import fcntl
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+# A batch commits after this many transactions even while more are waiting, so that the first
+# of them is not kept waiting for its commit by a steady stream of others.
+MAX_BATCH = 32
+
+_inside = contextvars.ContextVar("inside_write_transaction", default=False)
+
+
+class NestedWriteError(RuntimeError):
+    """A write transaction opened inside another on the same task: it would wait for itself."""
+
+
+class WriteLockTimeout(TimeoutError):
+    """Another process held the write lock for longer than a request may wait."""
+
+
+class FileLock:
+    """An exclusive `flock` on a lock file beside the database, shared by every process that
+    writes to it; taken in a thread, so the event loop never blocks on it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def acquire(self, timeout: float) -> int:
+        """The locked file descriptor; WriteLockTimeout if not had within `timeout` seconds (the
+        thread still waiting then releases the lock as soon as it gets it)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        handover = threading.Lock()
+        abandoned = acquired = False
+
+        def wait() -> None:
+            nonlocal acquired
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with handover:
+                if abandoned:
+                    os.close(fd)
+                else:
+                    acquired = True
+
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.to_thread(wait)), timeout)
+        except BaseException as exc:
+            with handover:
+                abandoned = True
+                if acquired:
+                    os.close(fd)
+            if isinstance(exc, TimeoutError):
+                raise WriteLockTimeout(str(self.path)) from None
+            raise
+        return fd
+
+    @staticmethod
+    def release(fd: int) -> None:
+        os.close(fd)
+
+
+@dataclass
+class _Batch:
+    conn: AsyncConnection
+    close: Callable[[], None]
+    members: int = 0
+    # Why the batch's transaction is gone, once it is: nothing in it may be committed.
+    lost: BaseException | None = None
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class GroupCommitWriter:
+    """Write transactions of one process, run one at a time and committed in groups."""
+
+    def __init__(self, engine: AsyncEngine, lock: FileLock | None, lock_timeout: float) -> None:
+        self._engine = engine
+        self._lock = lock
+        self._lock_timeout = lock_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._turn = asyncio.Lock()
+        self._waiting = 0
+        self._batch: _Batch | None = None
+
+    def _bind(self) -> None:
+        # Offline commands may run several event loops one after another with one Database.
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._turn, self._waiting, self._batch = loop, asyncio.Lock(), 0, None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        if _inside.get():
+            raise NestedWriteError("a write transaction cannot be opened inside another")
+        self._bind()
+        self._waiting += 1
+        try:
+            await self._turn.acquire()
+        except BaseException:
+            # The transaction before this one may have left its batch open for us to join.
+            asyncio.get_running_loop().create_task(self._commit_if_idle())
+            raise
+        finally:
+            self._waiting -= 1
+        token = _inside.set(True)
+        try:
+            batch = self._batch or await self._open()
+            self._batch = batch
+            batch.members += 1
+            try:
+                async with self._savepoint(batch):
+                    yield batch.conn
+            finally:
+                # Nobody else to join this commit (or enough have), or the batch's transaction is
+                # lost: end the batch now.
+                if batch.lost is not None:
+                    self._batch = None
+                    await self._abandon(batch)
+                elif self._waiting == 0 or batch.members >= MAX_BATCH:
+                    self._batch = None
+                    await self._commit(batch)
+        finally:
+            _inside.reset(token)
+            self._turn.release()
+        await asyncio.shield(batch.done)
+
+    @asynccontextmanager
+    async def _savepoint(self, batch: _Batch) -> AsyncIterator[None]:
+        """One transaction of the batch. When it fails, only its own changes are taken back, unless
+        the database took back the whole transaction itself (SQLite does on a full disk, for one):
+        then the batch is lost, and every transaction in it hears so."""
+        nested = await batch.conn.begin_nested()
+        try:
+            yield
+        except BaseException as exc:
+            try:
+                await nested.rollback()
+            except Exception:  # noqa: BLE001 - the savepoint went with the whole transaction
+                batch.lost = exc
+            raise
+        try:
+            await nested.commit()
+        except BaseException as exc:
+            batch.lost = exc
+            raise
+
+    async def _commit_if_idle(self) -> None:
+        async with self._turn:
+            if self._batch is not None and self._waiting == 0:
+                batch, self._batch = self._batch, None
+                await self._commit(batch)
+
+    async def _open(self) -> _Batch:
+        fd = await self._lock.acquire(self._lock_timeout) if self._lock is not None else None
+        try:
+            conn = await self._engine.connect()
+            try:
+                await conn.begin()
+            except BaseException:
+                await conn.close()
+                raise
+        except BaseException:
+            if fd is not None:
+                FileLock.release(fd)
+            raise
+
+        def close() -> None:
+            if fd is not None:
+                FileLock.release(fd)
+
+        return _Batch(conn, close)
+
+    async def _abandon(self, batch: _Batch) -> None:
+        assert batch.lost is not None
+        lost = batch.lost
+        if not isinstance(lost, DBAPIError):
+            lost = RuntimeError("the write transaction was rolled back with the batch it was committed in")
+        self._settle(batch, lost)
+        try:
+            await batch.conn.close()
+        finally:
+            batch.close()
+
+    @staticmethod
+    def _settle(batch: _Batch, error: BaseException | None) -> None:
+        if error is None:
+            batch.done.set_result(None)
+            return
+        batch.done.set_exception(error)
+        # Retrieved here so that a batch nobody else waits on logs no "never retrieved".
+        batch.done.exception()
+
+    async def _commit(self, batch: _Batch) -> None:
+        try:
+            await batch.conn.commit()
+        except BaseException as exc:
+            self._settle(batch, exc)
+        else:
+            self._settle(batch, None)
+        finally:
+            try:
+                await batch.conn.close()
+            finally:
+                batch.close()
