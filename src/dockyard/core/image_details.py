@@ -209,7 +209,10 @@ def _list_statement(tag_status: str | None, paged: bool) -> Select[Any]:
         query = query.where(tags.c.name.is_(None))
     if paged:
         last_id, last_tag = bindparam("last_id"), bindparam("last_tag")
-        query = query.where(or_(images.c.id > last_id, and_(images.c.id == last_id, tag_name > last_tag)))
+        # The OR alone is no range either planner can seek to: a deep page read every image
+        # before it. `id >= last_id` says nothing new but starts the index read at the page.
+        after = or_(images.c.id > last_id, and_(images.c.id == last_id, tag_name > last_tag))
+        query = query.where(images.c.id >= last_id, after)
     return query
 
 
@@ -497,56 +500,67 @@ class _Deletion:
 async def batch_delete_image(
     svc: Services, caller: Caller, account_id: str, repository: str, image_ids: list[dict[str, str]]
 ) -> dict[str, Any]:
-    failures: list[dict[str, Any]] = []
-    plan = _Deletion()
+    """BatchDeleteImage. Everything the outcome depends on is read inside the write transaction
+    (a push between a read and the write could tag an image or reference it from a new index),
+    so every read is keyed by what the request names: the lock is held for a time that grows
+    with the number of ids, never with the repository."""
+    wanted = list(dict.fromkeys(ImageId.of(shape) for shape in image_ids))
     async with svc.db.write() as conn:
         repo = await open_repository(conn, caller, account_id, repository, "ecr:BatchDeleteImage")
-        for image_id in dict.fromkeys(ImageId.of(shape) for shape in image_ids):
-            image, problem = await _resolve(conn, repo, image_id)
-            if image is None:
-                failures.append(_failure(image_id, problem or NOT_FOUND))
-            elif image_id.tag is None:
-                plan.images[image.id] = image
-            else:
-                plan.tags[image_id.tag] = image
-        tag_names = await _tags_of(conn, list({image.id for image in (*plan.images.values(), *plan.tags.values())}))
-        requested = set(plan.images)
-        # An image loses its last tag here: it goes as a whole.
-        for image in list(plan.tags.values()):
-            if all(t in plan.tags for t in tag_names[image.id]):
-                plan.images[image.id] = image
-        blocked = await _referenced_by_lists(conn, repo, plan)
-        deleted: list[dict[str, str]] = []
-        for image in list(plan.images.values()):
-            if image.id in blocked:
-                del plan.images[image.id]
-                if image.id in requested:
-                    failures.append(_failure(ImageId(None, image.digest), blocked[image.id]))
-                continue  # asked for by tag only: the tags go, the image a manifest list needs stays
-            deleted.extend(ImageId(t, image.digest).shape() for t in tag_names[image.id] or [None])
-            await image_store.delete_image(conn, image.id)
-        for tag, image in plan.tags.items():
-            if image.id in plan.images:
-                continue
-            await conn.execute(delete(tags).where(tags.c.repository_id == repo.id, tags.c.name == tag))
-            deleted.append(ImageId(tag, image.digest).shape())
+        return await _delete_named(conn, repo, wanted)
+
+
+async def _delete_named(conn: AsyncConnection, repo: Repository, wanted: list[ImageId]) -> dict[str, Any]:
+    failures: list[dict[str, Any]] = []
+    plan = _Deletion()
+    resolved = await _resolve_all(conn, repo, wanted)
+    for image_id in wanted:
+        image, problem = resolved[image_id]
+        if image is None:
+            failures.append(_failure(image_id, problem or NOT_FOUND))
+        elif image_id.tag is None:
+            plan.images[image.id] = image
+        else:
+            plan.tags[image_id.tag] = image
+    tag_names = await _tags_of(conn, list({image.id for image in (*plan.images.values(), *plan.tags.values())}))
+    requested = set(plan.images)
+    # An image loses its last tag here: it goes as a whole.
+    for image in list(plan.tags.values()):
+        if all(t in plan.tags for t in tag_names[image.id]):
+            plan.images[image.id] = image
+    blocked = await _referenced_by_lists(conn, repo, plan)
+    deleted: list[dict[str, str]] = []
+    for image in list(plan.images.values()):
+        if image.id in blocked:
+            del plan.images[image.id]
+            if image.id in requested:
+                failures.append(_failure(ImageId(None, image.digest), blocked[image.id]))
+            continue  # asked for by tag only: the tags go, the image a manifest list needs stays
+        deleted.extend(ImageId(t, image.digest).shape() for t in tag_names[image.id] or [None])
+    await image_store.delete_images(conn, list(plan.images))
+    lone_tags = [tag for tag, image in plan.tags.items() if image.id not in plan.images]
+    for chunk in _chunks(lone_tags):
+        await conn.execute(delete(tags).where(tags.c.repository_id == repo.id, tags.c.name.in_(chunk)))
+    deleted.extend(ImageId(tag, plan.tags[tag].digest).shape() for tag in lone_tags)
     return {"imageIds": deleted, "failures": failures}
 
 
 async def _referenced_by_lists(conn: AsyncConnection, repo: Repository, plan: _Deletion) -> dict[int, tuple[str, str]]:
     """Images an index or manifest list that stays in the repository still points at: ECR keeps them."""
     doomed = {image.digest: image.id for image in plan.images.values()}
-    if not doomed:
-        return {}
-    rows = await conn.execute(
-        select(refs.c.digest, images.c.digest.label("parent"), images.c.id.label("parent_id"))
-        .join(images, images.c.id == refs.c.image_id)
-        .where(images.c.repository_id == repo.id, refs.c.kind == "manifest", refs.c.digest.in_(list(doomed)))
-    )
     parents: dict[int, list[str]] = {}
-    for row in rows:
-        if row.parent_id not in plan.images:
-            parents.setdefault(doomed[row.digest], []).append(row.parent)
+    for chunk in _chunks(list(doomed)):
+        # `repository_id + 0` is no index key: with ten or more digests SQLite (without
+        # statistics) would otherwise read every image of the repository and probe its
+        # references; this way it must start from the referenced digests' index.
+        rows = await conn.execute(
+            select(refs.c.digest, images.c.digest.label("parent"), images.c.id.label("parent_id"))
+            .join(images, images.c.id == refs.c.image_id)
+            .where(images.c.repository_id + 0 == repo.id, refs.c.kind == "manifest", refs.c.digest.in_(chunk))
+        )
+        for row in rows:
+            if row.parent_id not in plan.images:
+                parents.setdefault(doomed[row.digest], []).append(row.parent)
     return {
         image_id: (
             "ImageReferencedByManifestList",

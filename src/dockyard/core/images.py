@@ -236,9 +236,7 @@ async def put_manifest(
 
 
 async def _insert_image(svc: Services, conn: AsyncConnection, repo: Repository, manifest: Manifest, data: bytes) -> int:
-    count = (
-        await conn.execute(select(func.count()).select_from(images).where(images.c.repository_id == repo.id))
-    ).scalar_one()
+    count = (await conn.execute(select(repos.c.image_count).where(repos.c.id == repo.id))).scalar_one()
     if count >= svc.settings.limits.images_per_repository:
         raise LimitExceededException(
             "The operation did not succeed because it would have exceeded a service limit for your account. "
@@ -260,6 +258,7 @@ async def _insert_image(svc: Services, conn: AsyncConnection, repo: Repository, 
     except IntegrityError as exc:  # pragma: no cover - the write lock serialises this on SQLite
         raise ImageAlreadyExistsException(f"Image with digest '{manifest.digest}' already exists") from exc
     image_id = int(result.inserted_primary_key[0])
+    await conn.execute(update(repos).where(repos.c.id == repo.id).values(image_count=repos.c.image_count + 1))
     references = {d: "blob" for d in manifest.blob_digests()} | {m.digest: "manifest" for m in manifest.manifests}
     if references:
         await conn.execute(
@@ -446,9 +445,33 @@ async def record_pull_times(svc: Services, pulled: Iterable[StoredImage]) -> Non
 
 
 async def delete_image(conn: AsyncConnection, image_id: int) -> None:
-    await conn.execute(delete(tags).where(tags.c.image_id == image_id))
-    await conn.execute(delete(schema.image_references).where(schema.image_references.c.image_id == image_id))
-    await conn.execute(delete(images).where(images.c.id == image_id))
+    await delete_images(conn, [image_id])
+
+
+# Keeps each statement's IN list well under SQLite's 32766 bound values.
+_DELETE_CHUNK = 500
+
+
+async def delete_images(conn: AsyncConnection, image_ids: Iterable[int]) -> None:
+    """Delete images (by id) with their tags and references, keeping repositories.image_count.
+
+    Every deletion of single images goes through here (a whole repository goes with
+    repositories.purge, counter and all). Each statement is keyed by image id, so the cost is
+    the number of images deleted, whatever the repository holds."""
+    wanted = list(dict.fromkeys(image_ids))
+    for start in range(0, len(wanted), _DELETE_CHUNK):
+        chunk = wanted[start : start + _DELETE_CHUNK]
+        owners = await conn.execute(
+            select(images.c.repository_id, func.count()).where(images.c.id.in_(chunk)).group_by(images.c.repository_id)
+        )
+        removed = {row[0]: int(row[1]) for row in owners}
+        await conn.execute(delete(tags).where(tags.c.image_id.in_(chunk)))
+        await conn.execute(delete(schema.image_references).where(schema.image_references.c.image_id.in_(chunk)))
+        await conn.execute(delete(images).where(images.c.id.in_(chunk)))
+        for repository_id, count in removed.items():
+            await conn.execute(
+                update(repos).where(repos.c.id == repository_id).values(image_count=repos.c.image_count - count)
+            )
 
 
 async def delete_reference(svc: Services, caller: Caller, account_id: str, repository: str, reference: str) -> None:

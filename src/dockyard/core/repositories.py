@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,6 +32,7 @@ from dockyard.store import schema
 # botocore's RepositoryName pattern, anchored.
 NAME_PATTERN = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
 repos = schema.repositories
+counts = schema.registry_counts
 
 
 @dataclass(frozen=True)
@@ -246,14 +247,7 @@ async def insert_repository(
     resource_tags.check_count(len(tags))
     filters = check_tag_mutability(settings.image_tag_mutability, settings.exclusion_filters)
     kms_key = check_encryption(settings.encryption_type, settings.kms_key, account_id, caller.region)
-    count = (
-        await conn.execute(
-            select(func.count())
-            .select_from(repos)
-            .where(repos.c.account_id == account_id, repos.c.region == caller.region)
-        )
-    ).scalar_one()
-    if count >= svc.settings.limits.repositories_per_account:
+    if await repository_count(conn, account_id, caller.region) >= svc.settings.limits.repositories_per_account:
         raise LimitExceededException(
             "The operation did not succeed because it would have exceeded a service limit for your "
             f"account. Repositories per registry: {svc.settings.limits.repositories_per_account}"
@@ -279,10 +273,32 @@ async def insert_repository(
         raise RepositoryAlreadyExistsException(
             f"The repository with name '{name}' already exists in the registry with id '{account_id}'"
         ) from exc
+    await _count_repository(conn, account_id, caller.region, 1)
     await resource_tags.merge(conn, result.inserted_primary_key[0], tags)
     repo = await find(conn, account_id, caller.region, name)
     assert repo is not None
     return repo
+
+
+async def repository_count(conn: AsyncConnection, account_id: str, region: str) -> int:
+    """How many repositories the registry holds (schema.registry_counts: one primary-key read)."""
+    count = (
+        await conn.execute(
+            select(counts.c.repository_count).where(counts.c.account_id == account_id, counts.c.region == region)
+        )
+    ).scalar()
+    return int(count or 0)
+
+
+async def _count_repository(conn: AsyncConnection, account_id: str, region: str, change: int) -> None:
+    """Move the registry's repository count by `change`, in the transaction that made the change."""
+    this_registry = (counts.c.account_id == account_id, counts.c.region == region)
+    result = await conn.execute(
+        update(counts).where(*this_registry).values(repository_count=counts.c.repository_count + change)
+    )
+    if result.rowcount == 0:
+        # Writers are serialised (the database layer's write lock): nobody inserts it meanwhile.
+        await conn.execute(insert(counts).values(account_id=account_id, region=region, repository_count=change))
 
 
 async def describe_repositories(
@@ -335,11 +351,7 @@ async def delete_repository(
 ) -> dict[str, Any]:
     async with svc.db.write() as conn:
         repo = await open_repository(conn, caller, account_id, name, "ecr:DeleteRepository")
-        image_count = (
-            await conn.execute(
-                select(func.count()).select_from(schema.images).where(schema.images.c.repository_id == repo.id)
-            )
-        ).scalar_one()
+        image_count = (await conn.execute(select(repos.c.image_count).where(repos.c.id == repo.id))).scalar_one()
         if image_count and not force:
             raise RepositoryNotEmptyException(
                 f"The repository with name '{name}' in registry with id '{account_id}' cannot be deleted "
@@ -360,4 +372,7 @@ async def purge(conn: AsyncConnection, repository_id: int) -> None:
     await conn.execute(delete(schema.repository_tags).where(schema.repository_tags.c.repository_id == repository_id))
     lifecycle = schema.repository_lifecycle
     await conn.execute(delete(lifecycle).where(lifecycle.c.repository_id == repository_id))
-    await conn.execute(delete(repos).where(repos.c.id == repository_id))
+    owner = (await conn.execute(select(repos.c.account_id, repos.c.region).where(repos.c.id == repository_id))).first()
+    deleted = await conn.execute(delete(repos).where(repos.c.id == repository_id))
+    if owner is not None and deleted.rowcount:
+        await _count_repository(conn, owner.account_id, owner.region, -1)

@@ -193,7 +193,21 @@ repositories = Table(
     Column("kms_key", String(2048)),
     Column("policy_text", Text),
     Column("lifecycle_policy_text", Text),
+    # How many images the repository holds, kept by core.images in the transaction that adds or
+    # removes one: the per-repository limit is checked on every push, and counting rows costs
+    # time that grows with the repository, inside the write lock.
+    Column("image_count", Integer, nullable=False, server_default="0"),
     UniqueConstraint("account_id", "region", "name", name="uq_repositories_name"),
+)
+
+# How many repositories each registry (account and region) holds, kept by core.repositories in
+# the transaction that creates or deletes one, for the same reason as repositories.image_count.
+registry_counts = Table(
+    "registry_counts",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("repository_count", Integer, nullable=False),
 )
 
 repository_tags = Table(
