@@ -10,10 +10,10 @@ What goes, in this order:
    the grace period.
 
 Why an upload, a mount or a manifest put in flight never loses a blob it relies on:
-- Every step marks candidates from a read, then deletes in a write transaction that re-checks the
-  same conditions. Write transactions are serialised (SQLite's write lock; on PostgreSQL the
-  advisory lock every write transaction takes, see store.database), so no link or image can
-  appear between the check and the delete.
+- Every step marks candidates from reads, then deletes in short write transactions of at most
+  BATCH rows that re-check the candidates. Write transactions are serialised (SQLite's write lock;
+  on PostgreSQL the advisory lock every write transaction takes, see store.database), so no link
+  or image can appear between a re-check and its delete.
 - An upload moves its verified bytes into place, then, in one write transaction, checks that they
   are still there and records the blob's row and the repository's link (core.uploads.complete).
   A blob's row and its file are deleted inside one write transaction too, so either the deletion
@@ -24,18 +24,29 @@ Why an upload, a mount or a manifest put in flight never loses a blob it relies 
 - A link is made, mounted or refreshed (a HEAD of the layer) with linked_at = now, and a manifest
   PUT checks its layers and records its references in one write transaction: a push has at least
   half the grace period between its last layer check and its manifest PUT.
+- A link's re-check costs the same however many images share its layer or fill its repository:
+  it reads the link by primary key (still older than the grace period?) and the references of
+  the repository's images pushed since the marking read began (less CLOCK_SKEW). An image's
+  references are recorded only with the image, whose pushed_at is its node's clock at that
+  moment, so any image the marking read could not see is among those; images it saw that refer
+  to the layer made the link no candidate in the first place.
 An image that was acknowledged is therefore never affected: its references keep its links, and
-its links keep its blobs."""
+its links keep its blobs.
+
+What the work costs: every read walks its table once in primary-key pages (a page's upper bound
+is found by index), each link page compares a range of repositories' links with the references of
+their images reached through images.repository_id (never from a layer to all its references), and
+nothing whose cost grows with the data runs inside a write transaction."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import ColumnElement, CompoundSelect, Select, and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.services import Services
@@ -44,7 +55,12 @@ from dockyard.store.blobs import UploadBusy, UploadGone
 
 log = logging.getLogger("dockyard.gc")
 
+# Rows a write transaction deletes at most, and rows a read page walks.
 BATCH = 500
+# How far apart the clocks of the nodes may be (the grace period trusts them to agree too): an
+# image the marking read could not see has pushed_at later than the read's start less this.
+CLOCK_SKEW = 600.0
+KEY_GROUPS = 100
 blobs = schema.blobs
 links = schema.repository_blobs
 refs = schema.image_references
@@ -92,23 +108,41 @@ class Collection:
         )
 
 
-def _unreferenced(cutoff: float):  # type: ignore[no-untyped-def]
-    """Blobs no repository has, no image refers to, and nobody claimed since `cutoff`."""
+def _unreferenced(cutoff: float, *, spare_recent_links_only: bool):  # type: ignore[no-untyped-def]
+    """Blobs no image refers to, nobody claimed since `cutoff`, and no repository has (with
+    `spare_recent_links_only`: no link newer than `cutoff`, i.e. every link a run would drop:
+    no image refers to the blob, so no image of the link's repository does)."""
+    linked = exists().where(links.c.digest == blobs.c.digest)
+    if spare_recent_links_only:
+        linked = linked.where(links.c.linked_at >= cutoff)
     return and_(
         func.coalesce(blobs.c.touched_at, blobs.c.created_at) < cutoff,
-        ~exists().where(links.c.digest == blobs.c.digest),
         ~exists().where(refs.c.digest == blobs.c.digest),
+        ~linked,
     )
 
 
-def _unused_link(cutoff: float):  # type: ignore[no-untyped-def]
-    """Links older than `cutoff` that no image of the same repository refers to."""
-    return and_(
-        links.c.linked_at < cutoff,
-        ~exists()
-        .where(refs.c.digest == links.c.digest)
-        .where(refs.c.image_id == images.c.id)
-        .where(images.c.repository_id == links.c.repository_id),
+def _unused_links_between(after: int, last: int, cutoff: float) -> CompoundSelect:
+    """Links of repositories after..last (inclusive) older than `cutoff` that no image of the same
+    repository refers to. The references are reached from the repositories' images only: with no
+    condition on a digest, no plan can walk every reference to a shared layer."""
+    linked = select(links.c.repository_id, links.c.digest).where(
+        links.c.repository_id > after, links.c.repository_id <= last, links.c.linked_at < cutoff
+    )
+    used = (
+        select(images.c.repository_id, refs.c.digest)
+        .select_from(images.join(refs, refs.c.image_id == images.c.id))
+        .where(images.c.repository_id > after, images.c.repository_id <= last)
+    )
+    return linked.except_(used)
+
+
+def _recently_used(repository_ids: list[int], since: float) -> Select[tuple[int, str]]:
+    """What images of these repositories pushed since `since` refer to (by the pushed index)."""
+    return (
+        select(images.c.repository_id, refs.c.digest)
+        .select_from(images.join(refs, refs.c.image_id == images.c.id))
+        .where(images.c.repository_id.in_(repository_ids), images.c.pushed_at >= since)
     )
 
 
@@ -120,21 +154,37 @@ async def collect(
     result = Collection(dry_run)
     result.uploads = await _expire_uploads(svc, moment - upload_expiry_seconds, dry_run)
     result.links = await _drop_links(svc, cutoff, dry_run)
-    result.blobs = await _delete_blobs(svc, cutoff, dry_run, assume_links_dropped=dry_run)
+    result.blobs = await _delete_blobs(svc, cutoff, dry_run)
     result.orphan_blob_files = await _orphan_blob_files(svc, cutoff, dry_run)
     result.orphan_upload_files = await _orphan_upload_files(svc, cutoff, dry_run)
     return result
 
 
+async def _idle_upload_pages(svc: Services, cutoff: float) -> AsyncIterator[list[tuple[str, int]]]:
+    after = ""
+    while True:
+        async with svc.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(uploads.c.id, uploads.c.size)
+                    .where(uploads.c.id > after, uploads.c.updated_at < cutoff)
+                    .order_by(uploads.c.id)
+                    .limit(BATCH)
+                )
+            ).all()
+        if not rows:
+            return
+        yield [(row.id, int(row.size)) for row in rows]
+        after = rows[-1].id
+
+
 async def _expire_uploads(svc: Services, cutoff: float, dry_run: bool) -> list[tuple[str, int]]:
-    async with svc.db.read() as conn:
-        rows = (await conn.execute(select(uploads.c.id, uploads.c.size).where(uploads.c.updated_at < cutoff))).all()
-    found = [(row.id, int(row.size)) for row in rows]
-    if dry_run:
-        return found
     removed: list[tuple[str, int]] = []
-    for batch in _batches(found):
-        sizes = dict(batch)
+    async for page in _idle_upload_pages(svc, cutoff):
+        if dry_run:
+            removed.extend(page)
+            continue
+        sizes = dict(page)
         async with AsyncExitStack() as held:
             idle = [upload_id for upload_id in sizes if await _hold_if_idle(svc, held, upload_id)]
             async with svc.db.write() as conn:
@@ -163,34 +213,120 @@ async def _hold_if_idle(svc: Services, held: AsyncExitStack, upload_id: str) -> 
     return True
 
 
-async def _drop_links(svc: Services, cutoff: float, dry_run: bool) -> int:
-    if dry_run:
+async def _link_page_end(conn: AsyncConnection, after: int) -> int | None:
+    """The last repository of the page after `after`: the one holding the BATCH-th link (a page
+    takes whole repositories, so a repository with more links makes a longer page)."""
+    following = links.c.repository_id > after
+    last = (
+        await conn.execute(
+            select(links.c.repository_id)
+            .where(following)
+            .order_by(links.c.repository_id, links.c.digest)
+            .offset(BATCH - 1)
+            .limit(1)
+        )
+    ).scalar()
+    if last is None:
+        last = (await conn.execute(select(func.max(links.c.repository_id)).where(following))).scalar()
+    return None if last is None else int(last)
+
+
+async def _unused_link_pages(svc: Services, cutoff: float) -> AsyncIterator[tuple[float, list[tuple[int, str]]]]:
+    """Pages of unused links, each with the time its read began."""
+    after = -1
+    while True:
+        began = time.time()
         async with svc.db.read() as conn:
-            return int(
-                (await conn.execute(select(func.count()).select_from(links).where(_unused_link(cutoff)))).scalar_one()
-            )
+            last = await _link_page_end(conn, after)
+            if last is None:
+                return
+            rows = (await conn.execute(_unused_links_between(after, last, cutoff))).all()
+        yield began, [(int(row[0]), str(row[1])) for row in rows]
+        after = last
+
+
+async def _drop_links(svc: Services, cutoff: float, dry_run: bool) -> int:
+    dropped = 0
+    async for began, page in _unused_link_pages(svc, cutoff):
+        if dry_run:
+            dropped += len(page)
+            continue
+        for start in range(0, len(page), BATCH):
+            dropped += await _drop_link_batch(svc, page[start : start + BATCH], cutoff, began - CLOCK_SKEW)
+    return dropped
+
+
+def _by_key(pairs: list[tuple[int, str]]) -> list[ColumnElement[bool]]:
+    """Conditions selecting exactly the links `pairs` by primary key, a repository's digests
+    together, KEY_GROUPS repositories a statement (SQLite scans the table for a row-value IN
+    list, and caps how deep an expression may nest)."""
+    digests: dict[int, list[str]] = {}
+    for repository_id, digest in pairs:
+        digests.setdefault(repository_id, []).append(digest)
+    groups = [
+        and_(links.c.repository_id == repository_id, links.c.digest.in_(names))
+        for repository_id, names in sorted(digests.items())
+    ]
+    return [or_(*groups[start : start + KEY_GROUPS]) for start in range(0, len(groups), KEY_GROUPS)]
+
+
+async def _drop_link_batch(svc: Services, batch: list[tuple[int, str]], cutoff: float, since: float) -> int:
+    """Delete the links of `batch` that are still unused: see the module docstring's re-check."""
     async with svc.db.write() as conn:
-        return int((await conn.execute(delete(links).where(_unused_link(cutoff)))).rowcount or 0)
-
-
-async def _delete_blobs(
-    svc: Services, cutoff: float, dry_run: bool, *, assume_links_dropped: bool
-) -> list[tuple[str, int]]:
-    async with svc.db.read() as conn:
-        query = select(blobs.c.digest, blobs.c.size).where(_unreferenced(cutoff))
-        if assume_links_dropped:
-            # A dry run removed no link: count blobs whose only links are ones a real run would drop.
-            query = select(blobs.c.digest, blobs.c.size).where(
-                func.coalesce(blobs.c.touched_at, blobs.c.created_at) < cutoff,
-                ~exists().where(links.c.digest == blobs.c.digest, ~_unused_link(cutoff)),
-                ~exists().where(refs.c.digest == blobs.c.digest),
+        old: list[tuple[int, str]] = []
+        for keys in _by_key(batch):
+            rows = await conn.execute(
+                select(links.c.repository_id, links.c.digest).where(keys, links.c.linked_at < cutoff)
             )
-        found = [(row.digest, int(row.size)) for row in await conn.execute(query)]
-    if dry_run:
-        return found
+            old.extend((int(row[0]), str(row[1])) for row in rows)
+        if not old:
+            return 0
+        repository_ids = sorted({repository_id for repository_id, _ in old})
+        used = {(int(row[0]), str(row[1])) for row in await conn.execute(_recently_used(repository_ids, since))}
+        doomed = [key for key in old if key not in used]
+        for keys in _by_key(doomed):
+            await conn.execute(delete(links).where(keys))
+    return len(doomed)
+
+
+async def _unreferenced_blob_pages(
+    svc: Services, cutoff: float, *, spare_recent_links_only: bool
+) -> AsyncIterator[list[tuple[str, int]]]:
+    """Unreferenced blobs, walking the blobs in digest pages of BATCH rows."""
+    after = ""
+    while True:
+        async with svc.db.read() as conn:
+            last = (
+                await conn.execute(
+                    select(blobs.c.digest)
+                    .where(blobs.c.digest > after)
+                    .order_by(blobs.c.digest)
+                    .offset(BATCH - 1)
+                    .limit(1)
+                )
+            ).scalar()
+            page = [blobs.c.digest > after] if last is None else [blobs.c.digest > after, blobs.c.digest <= last]
+            rows = await conn.execute(
+                select(blobs.c.digest, blobs.c.size)
+                .where(*page, _unreferenced(cutoff, spare_recent_links_only=spare_recent_links_only))
+                .order_by(blobs.c.digest)
+            )
+            found = [(row.digest, int(row.size)) for row in rows]
+        if found:
+            yield found
+        if last is None:
+            return
+        after = last
+
+
+async def _delete_blobs(svc: Services, cutoff: float, dry_run: bool) -> list[tuple[str, int]]:
     removed: list[tuple[str, int]] = []
-    for batch in _batches(found):
-        sizes = dict(batch)
+    # A dry run dropped no link: it counts the blobs whose links a run would all drop.
+    async for page in _unreferenced_blob_pages(svc, cutoff, spare_recent_links_only=dry_run):
+        if dry_run:
+            removed.extend(page)
+            continue
+        sizes = dict(page)
         # Row and file go in one write transaction, re-checked there: see the module docstring.
         async with svc.db.write() as conn:
             digests = await _still_unreferenced(conn, list(sizes), cutoff)
@@ -203,14 +339,18 @@ async def _delete_blobs(
 
 
 async def _still_unreferenced(conn: AsyncConnection, digests: list[str], cutoff: float) -> list[str]:
-    query = select(blobs.c.digest).where(blobs.c.digest.in_(digests), _unreferenced(cutoff)).with_for_update()
+    query = (
+        select(blobs.c.digest)
+        .where(blobs.c.digest.in_(digests), _unreferenced(cutoff, spare_recent_links_only=False))
+        .with_for_update()
+    )
     return list((await conn.execute(query)).scalars())
 
 
 async def _orphan_blob_files(svc: Services, cutoff: float, dry_run: bool) -> list[tuple[str, int]]:
-    files = [f async for f in svc.blobs.stored_blobs() if f.changed_at < cutoff]
+    files = (f async for f in svc.blobs.stored_blobs() if f.changed_at < cutoff)
     removed: list[tuple[str, int]] = []
-    for batch in _batches([(f.name, f.size) for f in files]):
+    async for batch in _batches((f.name, f.size) async for f in files):
         sizes = dict(batch)
         transaction = svc.db.read() if dry_run else svc.db.write()
         async with transaction as conn:
@@ -224,9 +364,9 @@ async def _orphan_blob_files(svc: Services, cutoff: float, dry_run: bool) -> lis
 
 
 async def _orphan_upload_files(svc: Services, cutoff: float, dry_run: bool) -> list[tuple[str, int]]:
-    files = [f async for f in svc.blobs.stored_uploads() if f.changed_at < cutoff]
+    files = (f async for f in svc.blobs.stored_uploads() if f.changed_at < cutoff)
     removed: list[tuple[str, int]] = []
-    for batch in _batches([(f.name, f.size) for f in files]):
+    async for batch in _batches((f.name, f.size) async for f in files):
         sizes = dict(batch)
         transaction = svc.db.read() if dry_run else svc.db.write()
         async with transaction as conn:
@@ -239,9 +379,15 @@ async def _orphan_upload_files(svc: Services, cutoff: float, dry_run: bool) -> l
     return removed
 
 
-def _batches(items: list[tuple[str, int]]) -> Iterable[list[tuple[str, int]]]:
-    for start in range(0, len(items), BATCH):
-        yield items[start : start + BATCH]
+async def _batches(items: AsyncIterable[tuple[str, int]]) -> AsyncIterator[list[tuple[str, int]]]:
+    batch: list[tuple[str, int]] = []
+    async for item in items:
+        batch.append(item)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 async def storage_report(svc: Services) -> StorageReport:

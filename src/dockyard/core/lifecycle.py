@@ -15,7 +15,12 @@ that a rule's selection matches can no longer be expired by a later rule, though
 count it; imageCountMoreThan keeps the newest countNumber images (by push time) and expires the
 rest, sinceImagePushed expires images pushed more than countNumber days ago. An image a surviving
 image index refers to is never expired (the index would break); it becomes eligible once the
-index itself is gone."""
+index itself is gone.
+
+Evaluating a repository reads all its images, so it runs in a read transaction and never holds
+the writer: a preview then stores its result, and a run expires what the evaluation found, in
+short write transactions of at most BATCH images that re-check each image by indexed lookups
+(see expire)."""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard import wire_json
+from dockyard.core import repositories
 from dockyard.core.caller import Caller
 from dockyard.core.images import delete_image
 from dockyard.core.paging import decode_token, encode_token
@@ -41,6 +47,11 @@ from dockyard.errors import (
 from dockyard.store import schema
 
 DAY = 86400.0
+# Images a write transaction expires at most.
+BATCH = 500
+# How far apart the nodes' clocks may be: an image an evaluation could not see has pushed_at
+# later than the evaluation's start less this (as in core.gc).
+CLOCK_SKEW = 600.0
 MAX_WILDCARDS = 4
 TAG_STATUSES = ("tagged", "untagged", "any")
 _PREFIX = (
@@ -392,7 +403,7 @@ async def start_lifecycle_policy_preview(
     """Evaluate `text` (or the stored policy) against the repository as it is now. The evaluation is
     quick enough to finish within the call; the answer says IN_PROGRESS, as ECR's does, and
     GetLifecyclePolicyPreview reports COMPLETE."""
-    async with svc.db.write() as conn:
+    async with svc.db.read() as conn:
         repo = await open_repository(conn, caller, account_id, repository, "ecr:StartLifecyclePolicyPreview")
         if not text:
             text = await _stored_text(conn, repo)
@@ -400,8 +411,12 @@ async def start_lifecycle_policy_preview(
                 raise policy_not_found(repo)
         policy = parse_policy(text)
         candidates, parents = await candidates_of(conn, repo.id)
-        moment = now()
-        results = [preview_result(e) for e in evaluate(policy, candidates, moment, parents)]
+    moment = now()
+    results = [preview_result(e) for e in evaluate(policy, candidates, moment, parents)]
+    async with svc.db.write() as conn:
+        # Deleted while it was evaluated: its state row would name no repository.
+        if not await _exists(conn, repo.id):
+            raise repositories.not_found(repo.name, repo.account_id)
         await _upsert_state(
             conn,
             repo.id,
@@ -494,11 +509,11 @@ async def policy_repositories(svc: Services) -> list[int]:
 
 
 async def apply_to_repository(svc: Services, repository_id: int, *, dry_run: bool) -> RepositoryRun | None:
-    """Apply the repository's policy now (or only say what it would expire): one write transaction,
-    so the images evaluated are the images deleted. None when the repository or its policy is gone,
-    or the stored policy no longer parses (it was valid when put; a newer rule set may refuse it)."""
-    transaction = svc.db.read() if dry_run else svc.db.write()
-    async with transaction as conn:
+    """Apply the repository's policy now (or only say what it would expire). None when the
+    repository or its policy is gone, or the stored policy no longer parses (it was valid when
+    put; a newer rule set may refuse it). The run's `expired` are the images actually deleted."""
+    began = now()
+    async with svc.db.read() as conn:
         row = (
             await conn.execute(
                 select(repos.c.account_id, repos.c.region, repos.c.name, repos.c.lifecycle_policy_text).where(
@@ -513,10 +528,100 @@ async def apply_to_repository(svc: Services, repository_id: int, *, dry_run: boo
         except InvalidParameterException:
             return None
         candidates, parents = await candidates_of(conn, repository_id)
-        moment = now()
-        expired = evaluate(policy, candidates, moment, parents)
-        if not dry_run:
-            for expiry in expired:
-                await delete_image(conn, expiry.image.image_id)
-            await _upsert_state(conn, repository_id, evaluated_at=moment)
+    moment = now()
+    expired = evaluate(policy, candidates, moment, parents)
+    if not dry_run:
+        expired = await expire(svc, repository_id, policy, expired, parents, since=began - CLOCK_SKEW)
+        async with svc.db.write() as conn:
+            if await _exists(conn, repository_id):
+                await _upsert_state(conn, repository_id, evaluated_at=moment)
     return RepositoryRun(row.account_id, row.region, row.name, policy, expired)
+
+
+async def expire(
+    svc: Services,
+    repository_id: int,
+    policy: LifecyclePolicy,
+    expired: list[Expiry],
+    parents: dict[str, set[str]],
+    *,
+    since: float,
+) -> list[Expiry]:
+    """Delete what an evaluation of `policy` expired, BATCH images a write transaction; returns
+    the expiries carried out, in `expired`'s order. Each image is deleted only if, when its
+    transaction re-checks: the repository's policy is still `policy`, the image is there with the
+    tags it was evaluated with, no index it was evaluated with refers to it any more (indexes go
+    before the images they list), and no image pushed since `since` (the evaluation's start less
+    CLOCK_SKEW: any image the evaluation could not see) lists it, unless this run deleted that
+    one. A check that fails spares the image until the next run."""
+    done: set[int] = set()
+    ordered = _indexes_first(expired, parents)
+    for start in range(0, len(ordered), BATCH):
+        async with svc.db.write() as conn:
+            if await _stored_policy_text(conn, repository_id) != policy.text:
+                break
+            listed = await _listed_by_recent(conn, repository_id, since)
+            for expiry in ordered[start : start + BATCH]:
+                if listed.get(expiry.image.digest, set()) - done:
+                    continue
+                if await _unchanged(conn, repository_id, expiry, parents.get(expiry.image.digest, set())):
+                    await delete_image(conn, expiry.image.image_id)
+                    done.add(expiry.image.image_id)
+    return [e for e in expired if e.image.image_id in done]
+
+
+def _indexes_first(expired: list[Expiry], parents: dict[str, set[str]]) -> list[Expiry]:
+    """`expired` with every index before the images it lists (an index may list indexes)."""
+    by_digest = {e.image.digest: e for e in expired}
+    depth: dict[str, int] = {}
+
+    def depth_of(digest: str, seen: frozenset[str]) -> int:
+        if digest not in depth:
+            above = [p for p in parents.get(digest, ()) if p in by_digest and p not in seen]
+            depth[digest] = 1 + max((depth_of(p, seen | {digest}) for p in above), default=-1)
+        return depth[digest]
+
+    return sorted(expired, key=lambda e: depth_of(e.image.digest, frozenset()))
+
+
+async def _listed_by_recent(conn: AsyncConnection, repository_id: int, since: float) -> dict[str, set[int]]:
+    """Which of the repository's images pushed since `since` list each digest (by the pushed
+    index, then each image's references by primary key: no walk over every reference to a digest)."""
+    refs = schema.image_references
+    rows = await conn.execute(
+        select(refs.c.digest, images.c.id)
+        .select_from(images.join(refs, refs.c.image_id == images.c.id))
+        .where(images.c.repository_id == repository_id, images.c.pushed_at >= since, refs.c.kind == "manifest")
+    )
+    listed: dict[str, set[int]] = {}
+    for digest, image_id in rows:
+        listed.setdefault(digest, set()).add(int(image_id))
+    return listed
+
+
+async def _unchanged(conn: AsyncConnection, repository_id: int, expiry: Expiry, parents: set[str]) -> bool:
+    image = expiry.image
+    found = (
+        await conn.execute(
+            select(images.c.digest).where(images.c.id == image.image_id, images.c.repository_id == repository_id)
+        )
+    ).scalar()
+    if found != image.digest:
+        return False
+    now_tags = sorted((await conn.execute(select(tags.c.name).where(tags.c.image_id == image.image_id))).scalars())
+    if now_tags != sorted(image.tags):
+        return False
+    if not parents:
+        return True
+    surviving = await conn.execute(
+        select(images.c.id).where(images.c.repository_id == repository_id, images.c.digest.in_(parents)).limit(1)
+    )
+    return surviving.first() is None
+
+
+async def _stored_policy_text(conn: AsyncConnection, repository_id: int) -> str | None:
+    return (await conn.execute(select(repos.c.lifecycle_policy_text).where(repos.c.id == repository_id))).scalar()
+
+
+async def _exists(conn: AsyncConnection, repository_id: int) -> bool:
+    return (await conn.execute(select(repos.c.id).where(repos.c.id == repository_id))).first() is not None
