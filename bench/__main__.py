@@ -34,13 +34,18 @@ GIB = scenarios.GIB
 # Text below this line in an existing report is kept: the hand-written analysis.
 KEEP_MARKER = "<!-- Everything below this line is kept when python -m bench rewrites this file. -->"
 ALL_SCENARIOS = ["machine", *scenarios.SCENARIOS]
+# Growth seeds tens of thousands of images and repositories: asked for by name only.
+OPT_IN_SCENARIOS = {"growth"}
+DEFAULT_SCENARIOS = [name for name in ALL_SCENARIOS if name not in OPT_IN_SCENARIOS]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3, 1 with --quick)")
     parser.add_argument(
-        "--scenarios", default=",".join(ALL_SCENARIOS), help="comma-separated subset of " + ", ".join(ALL_SCENARIOS)
+        "--scenarios",
+        default=",".join(DEFAULT_SCENARIOS),
+        help="comma-separated subset of " + ", ".join(ALL_SCENARIOS) + " (default: all but growth)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes and short loads: a smoke run")
     parser.add_argument("--targets", default=f"{DOCKYARD},{REFERENCE}", help="dockyard, reference or both")
@@ -49,6 +54,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dockyard-secret-access-key")
     parser.add_argument("--dockyard-region", default=REGION)
     parser.add_argument("--dockyard-arg", action="append", default=[], help="extra `dockyard serve` argument")
+    parser.add_argument(
+        "--dockyard-gc-arg",
+        action="append",
+        help="where a running Dockyard keeps its data, for `dockyard gc` (e.g. --dockyard-gc-arg=--data-dir "
+        "--dockyard-gc-arg=DIR); without it the growth scenario does not time gc on a Dockyard not started here",
+    )
     parser.add_argument("--reference-url", help="a running reference registry (default: start one)")
     parser.add_argument("--reference-user")
     parser.add_argument("--reference-password")
@@ -56,14 +67,47 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds per manifest load (default 10, 1 with --quick)")
     parser.add_argument("--connections", type=int, help="manifest load connections (default 64, 8 with --quick)")
     parser.add_argument("--images", type=int, help="images in the ECR repository (default 10000, 30 with --quick)")
+    parser.add_argument(
+        "--growth-images",
+        type=_sizes,
+        help="repository sizes (images) for the growth scenario (default 1000,10000; 10,30 with --quick)",
+    )
+    parser.add_argument("--growth-100k", action="store_true", help="growth also at 100,000 images (long seeding)")
+    parser.add_argument(
+        "--growth-repositories",
+        type=_sizes,
+        help="account sizes (repositories) for the growth scenario (default 100,10000; 10,30 with --quick)",
+    )
+    parser.add_argument("--growth-samples", type=int, help="calls per operation and size (default 50, 3 with --quick)")
+    parser.add_argument(
+        "--push-images", type=int, help="images each client pushes in the pushes scenario (default 25, 2 with --quick)"
+    )
+    parser.add_argument(
+        "--put-manifests",
+        type=int,
+        help="manifests each client PUTs in the manifest-puts scenario (default 100, 5 with --quick)",
+    )
     parser.add_argument("--work-dir", type=Path, help="where data goes (default: a new directory in the temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     return parser.parse_args(argv)
 
 
-def build_settings(args: argparse.Namespace, work: Path) -> scenarios.Settings:
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes must be positive")
+    return sizes
+
+
+def build_settings(args: argparse.Namespace, work: Path, rounds: int) -> scenarios.Settings:
     quick = args.quick
+    growth_images = args.growth_images or ([10, 30] if quick else [1000, 10_000])
+    if args.growth_100k:
+        growth_images = [*growth_images, 100_000]
     return scenarios.Settings(
         sizes=[256 * 1024, MIB] if quick else [MIB, 64 * MIB, GIB],
         chunk=128 * 1024 if quick else 10 * MIB,
@@ -81,6 +125,14 @@ def build_settings(args: argparse.Namespace, work: Path) -> scenarios.Settings:
         memory_size=4 * MIB if quick else GIB,
         work=work,
         run_id=uuid.uuid4().hex[:8],
+        rounds=rounds,
+        push_images=args.push_images or (2 if quick else 25),
+        put_manifests=args.put_manifests or (5 if quick else 100),
+        growth_images=growth_images,
+        growth_repositories=args.growth_repositories or ([10, 30] if quick else [100, 10_000]),
+        growth_samples=args.growth_samples or (3 if quick else 50),
+        growth_deletes=2 if quick else 5,
+        growth_seed_clients=4 if quick else 16,
     )
 
 
@@ -91,14 +143,14 @@ def open_targets(args: argparse.Namespace, work: Path, wanted: list[str]) -> lis
             if args.dockyard_url:
                 if not (args.dockyard_access_key_id and args.dockyard_secret_access_key):
                     raise SystemExit("--dockyard-url needs --dockyard-access-key-id and --dockyard-secret-access-key")
-                targets.append(
-                    dockyard_target(
-                        args.dockyard_url,
-                        args.dockyard_access_key_id,
-                        args.dockyard_secret_access_key,
-                        args.dockyard_region,
-                    )
+                target = dockyard_target(
+                    args.dockyard_url,
+                    args.dockyard_access_key_id,
+                    args.dockyard_secret_access_key,
+                    args.dockyard_region,
                 )
+                target.gc_args = args.dockyard_gc_arg
+                targets.append(target)
             else:
                 targets.append(start_dockyard(work, args.workers, args.dockyard_arg))
         if REFERENCE in wanted:
@@ -155,7 +207,7 @@ def main(argv: list[str]) -> int:
     load_before = os.getloadavg()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    settings = build_settings(args, work)
+    settings = build_settings(args, work, rounds)
     results = Results()
     targets = open_targets(args, work, wanted)
     try:

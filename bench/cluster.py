@@ -24,7 +24,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench import __main__ as bench_main
-from bench.targets import BENCH_IMAGES_PER_REPOSITORY, HOST, _random_key, _wait_until_up, free_port
+from bench.targets import (
+    BENCH_IMAGES_PER_REPOSITORY,
+    BENCH_REPOSITORIES_PER_ACCOUNT,
+    HOST,
+    _random_key,
+    _wait_until_up,
+    free_port,
+)
 from tests.support.services import PostgresCluster, RedisServer, S3Server
 
 BUCKET = "dockyard-bench"
@@ -121,6 +128,7 @@ def main(argv: list[str]) -> int:
                 "-m",
                 "bench.dockyard_serve",
                 str(BENCH_IMAGES_PER_REPOSITORY),
+                str(BENCH_REPOSITORIES_PER_ACCOUNT),
                 *("--host", HOST, "--port", str(port), "--data-dir", str(work / f"node-{number}")),
                 *("--workers", str(args.workers), "--log-level", "warning"),
                 *("--database-url", postgres.url(), "--blob-store", f"s3://{BUCKET}/registry"),

@@ -1,14 +1,16 @@
-"""`dockyard serve`, exactly as users run it, but with a higher images-per-repository limit.
+"""`dockyard serve`, exactly as users run it, but with higher images-per-repository and
+repositories-per-account limits.
 
-The ECR scenario needs 10,000 images in one repository and `dockyard serve` has no flag for that
-limit (ECR's default is 1000), so this swaps in Settings whose Limits allow more. The limit reaches
-the worker processes with the rest of the settings.
+The ECR and growth scenarios need up to 100,000 images in one repository and 10,000 repositories,
+and `dockyard serve` has no flag for those limits (ECR's defaults are 1000), so this swaps in
+Settings whose Limits allow more. The limits reach the worker processes with the rest of the settings.
 
-    python -m bench.dockyard_serve LIMIT [dockyard serve options...]
+    python -m bench.dockyard_serve IMAGES_PER_REPOSITORY REPOSITORIES_PER_ACCOUNT [dockyard serve options...]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 
@@ -17,8 +19,10 @@ from dockyard.config import Limits, Settings
 
 
 def main(argv: list[str]) -> None:
-    limit, *serve_args = argv
-    limits = Limits(images_per_repository=int(limit))
+    images, repositories, *serve_args = argv
+    limits = dataclasses.replace(
+        Limits.from_environment(), images_per_repository=int(images), repositories_per_account=int(repositories)
+    )
     cli.Settings = functools.partial(Settings, limits=limits)  # type: ignore[misc]
     cli.main(["serve", *serve_args])
 

@@ -39,11 +39,16 @@ def _goal(results: Results, key: str) -> str:
     if figure.goal == "ratio":
         parts.append("≥ 1.0×" if figure.higher_is_better else "≤ 1.0×")
     elif figure.goal == "bound" and figure.bound is not None:
-        parts.append(f"{'≥' if figure.higher_is_better else '≤'} {figure.bound:g} {figure.unit}")
+        unit = figure.unit if figure.unit == "×" else f" {figure.unit}"
+        parts.append(f"{'≥' if figure.higher_is_better else '≤'} {figure.bound:g}{unit}")
     limit = results.machine_limit(figure.limit)
     if limit:
         parts.append(f"≥ {0.8 * limit:,.0f} MiB/s (80% of machine)")
     return ", ".join(parts)
+
+
+# Figures measured on Dockyard alone (no reference column), reported in a section of their own.
+DOCKYARD_ONLY_PREFIX = "growth-"
 
 
 def figures_table(results: Results) -> list[str]:
@@ -52,12 +57,27 @@ def figures_table(results: Results) -> list[str]:
         "| --- | --- | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for key, figure in results.figures.items():
+        if key.startswith(DOCKYARD_ONLY_PREFIX):
+            continue
         rounds = "; ".join(
             ", ".join(_number(v) for v in results.values[key].get(name, [])) or "–" for name in (DOCKYARD, REFERENCE)
         )
         lines.append(
             f"| {figure.label} | {figure.unit} | {_number(results.median(key, DOCKYARD))} "
             f"| {_number(results.median(key, REFERENCE))} | {_ratio(results.ratio(key))} "
+            f"| {_goal(results, key)} | {results.verdict(key)} | {rounds} |"
+        )
+    return lines
+
+
+def dockyard_only_table(results: Results) -> list[str]:
+    lines = ["| Figure | Unit | Dockyard | Target | Met | Rounds |", "| --- | --- | ---: | --- | --- | --- |"]
+    for key, figure in results.figures.items():
+        if not key.startswith(DOCKYARD_ONLY_PREFIX):
+            continue
+        rounds = ", ".join(_number(v) for v in results.values[key].get(DOCKYARD, [])) or "–"
+        lines.append(
+            f"| {figure.label} | {figure.unit} | {_number(results.median(key, DOCKYARD))} "
             f"| {_goal(results, key)} | {results.verdict(key)} | {rounds} |"
         )
     return lines
@@ -89,6 +109,17 @@ def render(results: Results, info: RunInfo) -> str:
             f"{_number(push)} MiB/s; a pull no faster than the wire: {_number(pull)} MiB/s.",
         ]
     lines += ["", "## Figures", "", *figures_table(results)]
+    if any(key.startswith(DOCKYARD_ONLY_PREFIX) for key in results.figures):
+        lines += [
+            "",
+            "## Growth: cost per request as the data grows (Dockyard only)",
+            "",
+            "The reference registry has no ECR API, so these are Dockyard's alone. Seeded through the registry "
+            "API (not timed); the scenario runs once per run and measures each operation once per round at each "
+            "size. The ratio rows compare the largest size with the smallest.",
+            "",
+            *dockyard_only_table(results),
+        ]
     if results.notes:
         lines += ["", "## Notes from this run", ""]
         lines += [f"- {note}" for note in results.notes]

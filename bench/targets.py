@@ -28,8 +28,12 @@ HOST = "127.0.0.1"
 REGION = "us-east-1"
 START_TIMEOUT = 60.0
 REFERENCE_BINARY = "docker-registry"
-# The 10,000-image scenario needs more than ECR's default 1000 images per repository.
-BENCH_IMAGES_PER_REPOSITORY = 20_000
+# The ECR and growth scenarios need more than ECR's default 1000 images per repository (up to
+# 100,000 in one repository) and 1000 repositories per account (10,000).
+BENCH_IMAGES_PER_REPOSITORY = 200_000
+BENCH_REPOSITORIES_PER_ACCOUNT = 100_000
+# Enough pooled connections for the clients that seed repositories at once.
+ECR_POOL_CONNECTIONS = 64
 
 
 class TargetError(RuntimeError):
@@ -52,6 +56,8 @@ class Target:
     ecr: Any = None  # a botocore ECR client, for Dockyard
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
+    # Where `dockyard gc` finds this Dockyard's data (e.g. ["--data-dir", DIR]); None: unknown.
+    gc_args: list[str] | None = None
 
     @property
     def host(self) -> str:
@@ -112,6 +118,7 @@ class Target:
 
 def ecr_client(url: str, key_id: str, secret: str, region: str) -> Any:
     import boto3
+    from botocore.config import Config
 
     return boto3.session.Session().client(
         "ecr",
@@ -119,6 +126,7 @@ def ecr_client(url: str, key_id: str, secret: str, region: str) -> Any:
         region_name=region,
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
+        config=Config(max_pool_connections=ECR_POOL_CONNECTIONS),
     )
 
 
@@ -161,7 +169,7 @@ def _random_key() -> tuple[str, str]:
 
 
 def start_dockyard(work: Path, workers: int, extra_args: list[str]) -> Target:
-    """`dockyard serve` with its defaults (durable writes, auth on), plus a raised image limit."""
+    """`dockyard serve` with its defaults (durable writes, auth on), plus raised image and repository limits."""
     port = free_port()
     data = work / "dockyard"
     data.mkdir(parents=True, exist_ok=True)
@@ -173,6 +181,7 @@ def start_dockyard(work: Path, workers: int, extra_args: list[str]) -> Target:
         "-m",
         "bench.dockyard_serve",
         str(BENCH_IMAGES_PER_REPOSITORY),
+        str(BENCH_REPOSITORIES_PER_ACCOUNT),
         "--host",
         HOST,
         "--port",
@@ -197,6 +206,7 @@ def start_dockyard(work: Path, workers: int, extra_args: list[str]) -> Target:
     _wait_until_up(process, f"{url}/healthz", log)
     target = dockyard_target(url, key_id, secret)
     target.process = process
+    target.gc_args = ["--data-dir", str(data)]
     return target
 
 

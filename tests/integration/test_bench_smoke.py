@@ -17,7 +17,7 @@ def test_quick_run_writes_a_report(dockyard_server_factory: ServerFactory, tmp_p
     server = dockyard_server_factory()
     output = tmp_path / "benchmarks.md"
     targets = "dockyard,reference"
-    scenarios = "machine,blobs,concurrent,manifests,ecr,memory,skopeo"
+    scenarios = "machine,blobs,concurrent,manifests,ecr,memory,skopeo,pushes,manifest-puts,growth"
     command = [
         sys.executable,
         "-m",
@@ -35,6 +35,9 @@ def test_quick_run_writes_a_report(dockyard_server_factory: ServerFactory, tmp_p
         server.secret_access_key,
         "--dockyard-region",
         server.region,
+        # Where the server keeps its data, so the growth scenario can time `dockyard gc` on it.
+        "--dockyard-gc-arg=--data-dir",
+        f"--dockyard-gc-arg={server.data_dir}",
         "--work-dir",
         str(tmp_path / "work"),
         "--output",
@@ -48,6 +51,30 @@ def test_quick_run_writes_a_report(dockyard_server_factory: ServerFactory, tmp_p
     assert "## What the machine allows" in report
     for figure in ("Blob push, monolithic, 1 MiB", "Blob pull, 1 MiB", "Manifest GET by tag", "Manifest HEAD by tag"):
         assert figure in report
+    write_path = (
+        "Small image push (1 MiB random layer + config + manifest), 8 clients",
+        "Small image push p99 per image, 8 clients",
+        "Small image push scales with clients",
+        "Manifest PUT (new image, blobs present), 8 clients",
+        "Manifest PUT p99 latency",
+    )
+    for figure in write_path:
+        assert figure in report
+    growth = report.split("## Growth: cost per request as the data grows (Dockyard only)", 1)[1]
+    for operation in (
+        "manifest PUT of a new image",
+        "PutImage of a new image",
+        "manifest GET by tag",
+        "DescribeImages, first page",
+        "ListImages, last page",
+        "BatchDeleteImage of 10 digests",
+        "`dockyard gc --dry-run --grace 0`",
+        "CreateRepository",
+        "DescribeRepositories, first page",
+    ):
+        assert f"| {operation}" in growth
+    # A ratio row (largest size / smallest, bound 1.5×) for each percentile of each operation.
+    assert growth.count("≤ 1.5×") == 17
     if "skopeo" in scenarios:
         assert "skopeo copy: push" in report
     if targets.endswith("reference"):
