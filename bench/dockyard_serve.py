@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import sys
 
-from dockyard import cli
+from dockyard.commands import main as cli
 from dockyard.config import Limits, Settings
 
 

@@ -18,7 +18,7 @@ from dockyard.doors.console import ConsoleDoor
 from dockyard.doors.ecr import EcrDoor
 from dockyard.doors.iam import IdentityDoor
 from dockyard.doors.registry import RegistryDoor
-from dockyard.ops import CLOUDTRAIL_TARGET_PREFIX, Ops
+from dockyard.observe.ops import CLOUDTRAIL_TARGET_PREFIX, Ops
 from dockyard.workers.scans import ScanWorker
 
 SETTINGS_ENV = "DOCKYARD_SETTINGS"

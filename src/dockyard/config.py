@@ -34,7 +34,7 @@ class Limits:
 
 
 def _default_rate_limits() -> dict[str, tuple[float, float]]:
-    from dockyard.throttle import DEFAULT_RATE_LIMITS
+    from dockyard.doors.throttle import DEFAULT_RATE_LIMITS
 
     return dict(DEFAULT_RATE_LIMITS)
 

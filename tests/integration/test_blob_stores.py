@@ -2,7 +2,7 @@
 server), as CNCF distribution runs one driver suite over every storage driver.
 
 Two store objects over the same storage stand for two nodes (or two worker processes). The
-contract the core relies on (dockyard.core.uploads): appends to an upload happen under its
+contract the core relies on (dockyard.core.registry.uploads): appends to an upload happen under its
 `upload_lock`, each starting from the (size, writer) the metadata recorded for the last
 acknowledged append; a blob is exactly the bytes of the state it was verified for."""
 

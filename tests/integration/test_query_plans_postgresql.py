@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import select, text
 
 from dockyard.config import Settings
-from dockyard.core import gc, lifecycle
+from dockyard.core.operations import lifecycle
+from dockyard.core.registry import gc
 from dockyard.core.services import Services
 from dockyard.store import schema
 from dockyard.store.database import upgrade_async

@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 
 from dockyard.app import create_app
 from dockyard.config import Settings
-from dockyard.core import accounts
-from dockyard.core.caller import Caller, root_caller
+from dockyard.core.identity import accounts
+from dockyard.core.identity.caller import Caller, root_caller
 from dockyard.core.services import Services
 from dockyard.store.database import upgrade
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from dockyard.core.access import Resource, authorize, decide, request_tag_context
-from dockyard.core.caller import Caller, root_caller
-from dockyard.errors import AccessDeniedException
+from dockyard.core.errors import AccessDeniedException
+from dockyard.core.identity.access import Resource, authorize, decide, request_tag_context
+from dockyard.core.identity.caller import Caller, root_caller
 from dockyard.policy import parse_identity_policy
 
 OWNER = "123456789012"

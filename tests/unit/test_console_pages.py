@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from dockyard.core import iam_entities, images, layers, repositories
-from dockyard.core.repositories import RepositorySettings
+from dockyard.core.identity import iam_entities
+from dockyard.core.registry import images, layers, repositories
+from dockyard.core.registry.repositories import RepositorySettings
 from dockyard.core.services import Services
 from dockyard.doors.console import statements
 from dockyard.doors.console.statements import StatementError, StatementForm

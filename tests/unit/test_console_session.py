@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from dockyard.core import accounts, iam_entities
-from dockyard.core.caller import root_caller
+from dockyard.core.identity import accounts, iam_entities
+from dockyard.core.identity.caller import root_caller
 from dockyard.core.services import Services
 from dockyard.doors.console import session as session_module
 from dockyard.doors.console.session import (

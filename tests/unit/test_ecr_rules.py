@@ -8,14 +8,7 @@ import json
 import pytest
 
 from dockyard.auth.tokens import sign
-from dockyard.core import resource_tags, uploads
-from dockyard.core.creation_templates import Template, choose_template
-from dockyard.core.image_details import BAD_DIGEST, MISSING_ID, ImageId
-from dockyard.core.images import _tag_is_immutable
-from dockyard.core.layers import download_token, read_download_token
-from dockyard.core.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, convert_manifest
-from dockyard.core.repositories import Repository, check_encryption, check_tag_mutability
-from dockyard.errors import (
+from dockyard.core.errors import (
     AccessDeniedException,
     InvalidLayerPartException,
     InvalidParameterException,
@@ -24,6 +17,13 @@ from dockyard.errors import (
     LimitExceededException,
     TooManyTagsException,
 )
+from dockyard.core.operations.creation_templates import Template, choose_template
+from dockyard.core.registry import resource_tags, uploads
+from dockyard.core.registry.image_details import BAD_DIGEST, MISSING_ID, ImageId
+from dockyard.core.registry.images import _tag_is_immutable
+from dockyard.core.registry.layers import download_token, read_download_token
+from dockyard.core.registry.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, convert_manifest
+from dockyard.core.registry.repositories import Repository, check_encryption, check_tag_mutability
 
 SECRET = b"s" * 32
 DIGEST = "sha256:" + "a" * 64

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, update
 
-from dockyard.core import access, auth_generation
-from dockyard.core.access import Resource, authorize
-from dockyard.core.caller import root_caller
-from dockyard.errors import AccessDeniedException
+from dockyard.core.errors import AccessDeniedException
+from dockyard.core.identity import access, auth_generation
+from dockyard.core.identity.access import Resource, authorize
+from dockyard.core.identity.caller import root_caller
 from dockyard.store import fastread, schema
 from dockyard.store.database import Database, upgrade_async
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.core.iam_common import check_path, check_tags, iam_arn, paginate, unique_id
-from dockyard.core.iam_errors import InvalidInput, ValidationError
+from dockyard.core.identity.iam_common import check_path, check_tags, iam_arn, paginate, unique_id
+from dockyard.core.identity.iam_errors import InvalidInput, ValidationError
 
 
 def test_pages_follow_each_other_until_the_end() -> None:

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dockyard.core import manifests as m
-from dockyard.core.manifests import (
+from dockyard.core.registry import manifests as m
+from dockyard.core.registry.manifests import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_EMPTY,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from dockyard.core.lifecycle import DAY, Candidate, evaluate, parse_policy
-from dockyard.errors import InvalidParameterException
+from dockyard.core.errors import InvalidParameterException
+from dockyard.core.operations.lifecycle import DAY, Candidate, evaluate, parse_policy
 
 PREFIX = (
     "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: 'Lifecycle policy validation failure: "

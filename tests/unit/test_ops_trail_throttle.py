@@ -12,10 +12,10 @@ import pytest
 
 from dockyard.audit.events import event_time, lifecycle_events
 from dockyard.audit.trail import AuditTrail, InvalidToken, Query
+from dockyard.commands.operations import expand_rate_limit_presets
+from dockyard.doors.throttle import RateLimit, TokenBuckets, parse_rate_limits
 from dockyard.observe.ids import new_ordered_id
 from dockyard.observe.logs import REDACTED, redact, scrub
-from dockyard.ops_commands import expand_rate_limit_presets
-from dockyard.throttle import RateLimit, TokenBuckets, parse_rate_limits
 
 ACCOUNT = "123456789012"
 

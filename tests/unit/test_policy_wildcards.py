@@ -222,7 +222,7 @@ def test_pathological_patterns_cost_milliseconds() -> None:
 def test_registry_scanning_filters_match_in_linear_time() -> None:
     """ECR's WILDCARD scanning filters go through the same matcher (a backtracking regex took 14 s
     for this pattern against a 60-character name)."""
-    from dockyard.core.scan_hooks import filter_matches
+    from dockyard.core.scanning.scan_hooks import filter_matches
 
     assert not filter_matches("*a*a*a*a*a*a*a*b", "a" * 256)
     assert filter_matches("*a*a*a*a*a*a*a*b", "a" * 255 + "b")

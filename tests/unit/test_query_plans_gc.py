@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import insert, select
 
 from dockyard.config import Settings
-from dockyard.core import gc, lifecycle
-from dockyard.core.caller import Caller
+from dockyard.core.identity.caller import Caller
+from dockyard.core.operations import lifecycle
+from dockyard.core.registry import gc
 from dockyard.core.services import Services
 from dockyard.store import schema
 from dockyard.store.database import sqlite_path, upgrade_async

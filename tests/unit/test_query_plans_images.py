@@ -21,12 +21,13 @@ from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from dockyard.config import Limits, Settings
-from dockyard.core import image_details, images, lifecycle, repositories
-from dockyard.core.caller import root_caller
+from dockyard.core.errors import LimitExceededException
+from dockyard.core.identity.caller import root_caller
+from dockyard.core.operations import lifecycle
 from dockyard.core.paging import encode_token
-from dockyard.core.repositories import RepositorySettings
+from dockyard.core.registry import image_details, images, repositories
+from dockyard.core.registry.repositories import RepositorySettings
 from dockyard.core.services import Services
-from dockyard.errors import LimitExceededException
 from dockyard.store import schema
 from dockyard.store.database import upgrade_async
 

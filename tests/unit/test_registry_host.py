@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from dockyard.core.repositories import registry_host
+from dockyard.core.registry.repositories import registry_host
 
 
 def services(public_host: str) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from dockyard import cli
+from dockyard.commands import main as cli
 from dockyard.config import Settings
 
 

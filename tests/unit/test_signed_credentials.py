@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import insert, update
 
 from dockyard.config import Settings
-from dockyard.core import registry_callers
-from dockyard.core.principals import CredentialsRejected, token_hash
+from dockyard.core.identity import registry_callers
+from dockyard.core.identity.principals import CredentialsRejected, token_hash
 from dockyard.core.services import Services
 from dockyard.store import schema
 from dockyard.store.database import Database, upgrade_async

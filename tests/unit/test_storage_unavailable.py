@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from dockyard.errors import StorageBusy, StorageFull
+from dockyard.core.errors import StorageBusy, StorageFull
 from dockyard.store import capacity
 from dockyard.store.database import Database, probe_write_lock
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import insert
 
 from dockyard.config import Settings
-from dockyard.core import blobs
+from dockyard.core.registry import blobs
 from dockyard.core.services import Services
 from dockyard.store import schema
 from dockyard.store.blobs import FilesystemBlobStore

@@ -13,14 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dockyard import wire_json
 from dockyard.audit import trail
-from dockyard.core import iam_common, lifecycle, paging
-from dockyard.core.creation_templates import _check_policies
-from dockyard.core.iam_errors import InvalidInput
-from dockyard.core.manifests import ManifestError, parse_manifest
+from dockyard.core import client_json as wire_json
+from dockyard.core import paging
+from dockyard.core.errors import InvalidParameterException
+from dockyard.core.identity import iam_common
+from dockyard.core.identity.iam_errors import InvalidInput
+from dockyard.core.operations import lifecycle
+from dockyard.core.operations.creation_templates import _check_policies
+from dockyard.core.registry.manifests import ManifestError, parse_manifest
 from dockyard.doors.aws_json import ServiceModel, ValidationError
-from dockyard.errors import InvalidParameterException
 from dockyard.policy import PolicyError, parse_identity_policy, parse_resource_policy
 
 DEEP = "[" * 100_000

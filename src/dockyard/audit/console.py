@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 
 from dockyard.audit.events import console_sign_in_event, user_identity
-from dockyard.core.principals import CredentialsRejected, resolve_credentials
+from dockyard.core.identity.principals import CredentialsRejected, resolve_credentials
 from dockyard.core.services import Services
 from dockyard.observe.context import report, request_id_of
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from dockyard.core.caller import Caller
+from dockyard.core.identity.caller import Caller
 from dockyard.observe.classify import split_registry_path
 from dockyard.observe.context import RequestContext
 from dockyard.observe.ids import new_ordered_id

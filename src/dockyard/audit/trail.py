@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dockyard import wire_json
+from dockyard.core import client_json as wire_json
 from dockyard.observe import metrics
 
 log = logging.getLogger("dockyard.audit")

@@ -7,8 +7,8 @@ import binascii
 import json
 from typing import Any
 
-from dockyard import wire_json
-from dockyard.errors import InvalidParameterException
+from dockyard.core import client_json as wire_json
+from dockyard.core.errors import InvalidParameterException
 
 
 def encode_token(position: Any) -> str:

@@ -8,9 +8,9 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 
 from dockyard.auth.sigv4 import AwsError, Protocol, SignatureError, SignatureInfo, parse_signature, verify_signature
-from dockyard.core.caller import Caller
-from dockyard.core.principals import CredentialsRejected
-from dockyard.core.registry_callers import signed_credentials
+from dockyard.core.identity.caller import Caller
+from dockyard.core.identity.principals import CredentialsRejected
+from dockyard.core.identity.registry_callers import signed_credentials
 from dockyard.core.services import Services
 from dockyard.doors.origin import with_origin
 from dockyard.observe.context import admit, context_of

@@ -67,8 +67,8 @@ from botocore.loaders import Loader
 from botocore.model import OperationModel, Shape
 from botocore.model import ServiceModel as BotocoreServiceModel
 
-from dockyard import wire_json
-from dockyard.core.manifests import RepositoryNameError, validate_repository_name
+from dockyard.core import client_json as wire_json
+from dockyard.core.registry.manifests import RepositoryNameError, validate_repository_name
 
 SERIALIZATION_EXCEPTION = "SerializationException"
 VALIDATION_EXCEPTION = "ValidationException"

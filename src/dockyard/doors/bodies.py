@@ -27,7 +27,7 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dockyard.core.uploads import MAX_PART_SIZE
+from dockyard.core.registry.uploads import MAX_PART_SIZE
 
 _JSON_ROOM = 64 * 1024
 ECR_BODY_LIMIT = 4 * math.ceil(MAX_PART_SIZE / 3) + _JSON_ROOM

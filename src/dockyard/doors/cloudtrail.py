@@ -15,17 +15,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dockyard import wire_json
 from dockyard.audit.events import parse_event_time, resource_name, username
 from dockyard.audit.trail import AuditTrail, InvalidToken, Query
 from dockyard.auth.sigv4 import SignatureError
-from dockyard.core.access import Resource, authorize
-from dockyard.core.caller import Caller
+from dockyard.core import client_json as wire_json
+from dockyard.core.errors import DockyardError
+from dockyard.core.identity.access import Resource, authorize
+from dockyard.core.identity.caller import Caller
 from dockyard.core.services import Services
 from dockyard.doors.aws_auth import authenticate
 from dockyard.doors.aws_json import REQUEST_TOO_LARGE_EXCEPTION, ServiceModel, ValidationError, error_body
 from dockyard.doors.bodies import CLOUDTRAIL_BODY_LIMIT, BodyTooLarge, read_body, refused
-from dockyard.errors import DockyardError
 from dockyard.observe.classify import CLOUDTRAIL_TARGET_PREFIX
 from dockyard.observe.context import report, request_id_of
 

@@ -14,26 +14,18 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from dockyard.auth.sigv4 import SignatureError
-from dockyard.core import (
-    authorization,
-    blobs,
-    creation_templates,
-    image_details,
-    layers,
-    registry_settings,
-    repositories,
-    repository_policies,
-    repository_settings,
-    scans,
-)
-from dockyard.core.caller import Caller
-from dockyard.core.repositories import RepositorySettings
+from dockyard.core.errors import AccessDeniedException, DockyardError
+from dockyard.core.identity import authorization
+from dockyard.core.identity.caller import Caller
+from dockyard.core.operations import creation_templates, registry_settings
+from dockyard.core.registry import blobs, image_details, layers, repositories, repository_policies, repository_settings
+from dockyard.core.registry.repositories import RepositorySettings
+from dockyard.core.scanning import scans
 from dockyard.core.services import Services
 from dockyard.doors.aws_auth import authenticate
 from dockyard.doors.aws_json import REQUEST_TOO_LARGE_EXCEPTION, ServiceModel, ValidationError, error_body
 from dockyard.doors.bodies import ECR_BODY_LIMIT, BodyTooLarge, read_body, refused
 from dockyard.doors.ecr_lifecycle import LIFECYCLE_OPERATIONS
-from dockyard.errors import AccessDeniedException, DockyardError
 from dockyard.observe.context import report, request_id_of
 
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."

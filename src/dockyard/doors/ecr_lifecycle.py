@@ -1,12 +1,12 @@
-"""The ECR door's lifecycle policy operations: request members onto dockyard.core.lifecycle."""
+"""The ECR door's lifecycle policy operations: request members onto dockyard.core.operations.lifecycle."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from dockyard.core import lifecycle
-from dockyard.core.caller import Caller
+from dockyard.core.identity.caller import Caller
+from dockyard.core.operations import lifecycle
 from dockyard.core.services import Services
 
 Params = dict[str, Any]

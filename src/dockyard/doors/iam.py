@@ -15,14 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dockyard.auth.sigv4 import SignatureError
-from dockyard.core import accounts, iam_common, iam_entities, iam_policies, simulator, sts
-from dockyard.core.caller import Caller
-from dockyard.core.iam_entities import EntityKind
+from dockyard.core.errors import AccessDeniedException, DockyardError
+from dockyard.core.identity import accounts, iam_common, iam_entities, iam_policies, simulator, sts
+from dockyard.core.identity.caller import Caller
+from dockyard.core.identity.iam_entities import EntityKind
 from dockyard.core.services import Services
 from dockyard.doors.aws_auth import authenticate_signed
 from dockyard.doors.aws_query import REQUEST_TOO_LARGE, QueryModel, QueryValidationError
 from dockyard.doors.bodies import QUERY_BODY_LIMIT, BodyTooLarge, read_body, refused
-from dockyard.errors import AccessDeniedException, DockyardError
 from dockyard.observe.context import report, request_id_of
 
 CONTENT_TYPE = "text/xml"

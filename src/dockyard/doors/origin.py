@@ -6,7 +6,7 @@ import dataclasses
 
 from starlette.requests import Request
 
-from dockyard.core.caller import Caller
+from dockyard.core.identity.caller import Caller
 
 
 def with_origin(caller: Caller, request: Request) -> Caller:

@@ -17,24 +17,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from dockyard.auth.tokens import parse_basic_auth
-from dockyard.core import blobs, images, negotiation, repositories, uploads
-from dockyard.core.authorization import TokenRejected
-from dockyard.core.caller import Caller
-from dockyard.core.manifests import (
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    ManifestError,
-    is_digest,
-    validate_digest,
-)
-from dockyard.core.paging import encode_token
-from dockyard.core.registry_callers import registry_caller
-from dockyard.core.services import Services
-from dockyard.doors.bodies import CLOSE, BodyTooLarge, read_body
-from dockyard.doors.origin import with_origin
-from dockyard.errors import (
+from dockyard.core.errors import (
     AccessDeniedException,
     BlobUnknown,
     DigestInvalid,
@@ -52,6 +35,23 @@ from dockyard.errors import (
     StorageFull,
     UploadNotFoundException,
 )
+from dockyard.core.identity.authorization import TokenRejected
+from dockyard.core.identity.caller import Caller
+from dockyard.core.identity.registry_callers import registry_caller
+from dockyard.core.paging import encode_token
+from dockyard.core.registry import blobs, images, negotiation, repositories, uploads
+from dockyard.core.registry.manifests import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    ManifestError,
+    is_digest,
+    validate_digest,
+)
+from dockyard.core.services import Services
+from dockyard.doors.bodies import CLOSE, BodyTooLarge, read_body
+from dockyard.doors.origin import with_origin
 from dockyard.observe.context import admit
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}

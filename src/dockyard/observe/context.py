@@ -18,10 +18,10 @@ from typing import Any
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from dockyard.core.caller import Caller
+from dockyard.core.identity.caller import Caller
+from dockyard.doors.throttle import RateLimiter
 from dockyard.observe.classify import RegistryPath
 from dockyard.observe.ids import new_id
-from dockyard.throttle import RateLimiter
 
 CONTEXT_KEY = "dockyard.context"
 

@@ -20,11 +20,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard.audit.events import api_call_event, is_read_only
 from dockyard.audit.trail import AuditTrail
+from dockyard.doors.throttle import RateLimiter
 from dockyard.observe import metrics
 from dockyard.observe.classify import REGISTRY_AUDITED, classify, operation_label
 from dockyard.observe.context import CONTEXT_KEY, RequestContext
 from dockyard.observe.ids import new_id
-from dockyard.throttle import RateLimiter
 
 log = logging.getLogger("dockyard.request")
 

@@ -89,7 +89,7 @@ class StateCollector(Collector):
 async def _read_state(settings: Settings) -> _State:
     from sqlalchemy import func, select
 
-    from dockyard.core.gc import storage_report
+    from dockyard.core.registry.gc import storage_report
     from dockyard.core.services import Services
     from dockyard.store import schema
 

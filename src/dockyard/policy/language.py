@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dockyard import wire_json
+from dockyard.core import client_json as wire_json
 from dockyard.policy.conditions import (
     Condition,
     ConditionValue,

@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from dockyard.errors import StorageBusy, StorageFull, StorageUnavailable
+from dockyard.core.errors import StorageBusy, StorageFull, StorageUnavailable
 
 FULL_MESSAGE = "Storage is full: the registry cannot store anything more until space is freed on its data volume."
 BUSY_MESSAGE = (

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from dockyard.errors import StorageBusy
+from dockyard.core.errors import StorageBusy
 from dockyard.store import capacity
 from dockyard.store.group_commit import FileLock, GroupCommitWriter, WriteLockTimeout
 from dockyard.store.holders import describe_holders

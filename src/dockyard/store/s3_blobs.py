@@ -193,7 +193,7 @@ class S3BlobStore:
     @asynccontextmanager
     async def upload_lock(self, upload_id: str) -> AsyncIterator[None]:
         """No lock is needed: appends write disjoint objects, and the metadata's record of (size,
-        writer) is the one place where racing appends are decided (dockyard.core.uploads)."""
+        writer) is the one place where racing appends are decided (dockyard.core.registry.uploads)."""
         yield
 
     async def append(self, upload_id: str, offset: int, writer: str | None, chunks: AsyncIterator[bytes]) -> Appended:

@@ -311,7 +311,7 @@ tags = Table(
 )
 
 # Upload sessions are rows so that any node can continue an upload. `size` and `writer` are
-# where the last acknowledged append left it (see dockyard.core.uploads).
+# where the last acknowledged append left it (see dockyard.core.registry.uploads).
 uploads = Table(
     "uploads",
     metadata,

@@ -1,7 +1,7 @@
 """`dockyard storage verify`: re-hash the stored blobs, report the damaged ones, repair them from
 another copy.
 
-Reads check a blob's size against the metadata (dockyard.core.blobs), which finds a lost or
+Reads check a blob's size against the metadata (dockyard.core.registry.blobs), which finds a lost or
 truncated file; bytes changed in place, same size, only re-hashing finds. This walks every blob a
 repository links (what clients can be served), in digest order, and compares each with its
 metadata: data missing, of the wrong size, or hashing to another digest.

@@ -19,7 +19,8 @@ from sqlalchemy import delete, insert, select, update
 
 from dockyard.audit.events import lifecycle_events
 from dockyard.audit.trail import AuditTrail
-from dockyard.core import gc, lifecycle
+from dockyard.core.operations import lifecycle
+from dockyard.core.registry import gc
 from dockyard.core.services import Services
 from dockyard.observe import metrics
 from dockyard.store import schema

@@ -14,8 +14,8 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-from dockyard.core import scans
-from dockyard.core.manifests import parse_manifest
+from dockyard.core.registry.manifests import parse_manifest
+from dockyard.core.scanning import scans
 from dockyard.core.services import Services
 from dockyard.scanner.inventory import Inventory
 from dockyard.scanner.layers import PathLayer

@@ -9,11 +9,11 @@ from typing import Any
 
 from starlette.responses import Response
 
-from dockyard.core import accounts, iam_entities, iam_policies
-from dockyard.core.iam_errors import ValidationError as IamValidationError
-from dockyard.core.iam_policies import PolicyListing
+from dockyard.core.errors import DockyardError
+from dockyard.core.identity import accounts, iam_entities, iam_policies
+from dockyard.core.identity.iam_errors import ValidationError as IamValidationError
+from dockyard.core.identity.iam_policies import PolicyListing
 from dockyard.doors.console.web import ErrorView, Page, Visit, console_url, error_status, see_other, user_url
-from dockyard.errors import DockyardError
 
 SECTION = "iam"
 USERS_PER_PAGE = 100

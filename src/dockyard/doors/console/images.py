@@ -7,10 +7,11 @@ from typing import Any
 
 from starlette.responses import Response
 
-from dockyard.core import image_details, scans
+from dockyard.core.errors import DockyardError
+from dockyard.core.registry import image_details
+from dockyard.core.scanning import scans
 from dockyard.doors.console.repository import SECTION, refused, repository_of, tab, tab_path
 from dockyard.doors.console.web import Page, Visit, repository_url, see_other
-from dockyard.errors import DockyardError
 
 IMAGES_PER_PAGE = 100
 TAG_STATUSES = {"all": None, "tagged": "TAGGED", "untagged": "UNTAGGED"}

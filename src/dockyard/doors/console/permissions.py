@@ -8,12 +8,13 @@ from typing import Any
 
 from starlette.responses import Response
 
-from dockyard.core import iam_entities, repository_policies
+from dockyard.core.errors import DockyardError, RepositoryPolicyNotFoundException
+from dockyard.core.identity import iam_entities
+from dockyard.core.registry import repository_policies
 from dockyard.doors.console import statements
 from dockyard.doors.console.repository import SECTION, refused, repository_of, tab, tab_path
 from dockyard.doors.console.statements import StatementError, StatementForm
 from dockyard.doors.console.web import ErrorView, Page, Visit, error_status, repository_url, see_other
-from dockyard.errors import DockyardError, RepositoryPolicyNotFoundException
 from dockyard.policy import PolicyError, parse_resource_policy
 
 # --- Permissions --------------------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from dockyard.core import repositories as core
-from dockyard.core.repositories import RepositorySettings, registry_host
+from dockyard.core.errors import DockyardError
+from dockyard.core.registry import repositories as core
+from dockyard.core.registry.repositories import RepositorySettings, registry_host
 from dockyard.doors.console.web import ErrorView, Page, Visit, console_url, repository_url, see_other
-from dockyard.errors import DockyardError
 
 PAGE_SIZE = 50
 SECTION = "repositories"

@@ -8,9 +8,9 @@ from typing import Any
 
 from starlette.responses import Response
 
-from dockyard.core.repositories import registry_host
+from dockyard.core.errors import DockyardError
+from dockyard.core.registry.repositories import registry_host
 from dockyard.doors.console.web import ErrorView, Page, Visit, error_status
-from dockyard.errors import DockyardError
 
 SECTION = "repositories"
 

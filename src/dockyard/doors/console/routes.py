@@ -16,9 +16,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dockyard.audit.console import report_sign_in
-from dockyard.core import console_sessions
-from dockyard.core.caller import Caller
-from dockyard.core.principals import CredentialsRejected, resolve_credentials
+from dockyard.core.errors import DockyardError
+from dockyard.core.identity import console_sessions
+from dockyard.core.identity.caller import Caller
+from dockyard.core.identity.principals import CredentialsRejected, resolve_credentials
 from dockyard.core.services import Services
 from dockyard.doors.console import iam, images, permissions, repositories, repository, settings
 from dockyard.doors.console.session import (
@@ -44,7 +45,6 @@ from dockyard.doors.console.web import (
     see_other,
 )
 from dockyard.doors.origin import with_origin
-from dockyard.errors import DockyardError
 
 INVALID_KEY = "The access key ID or secret access key is not valid, or the key is inactive."
 FORM_EXPIRED = "This form has expired. Reload the page and try again."

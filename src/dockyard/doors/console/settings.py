@@ -6,11 +6,12 @@ from typing import Any
 
 from starlette.responses import Response
 
-from dockyard.core import lifecycle, repository_settings
-from dockyard.core import repositories as repos_core
+from dockyard.core.errors import DockyardError, InvalidParameterException, LifecyclePolicyNotFoundException
+from dockyard.core.operations import lifecycle
+from dockyard.core.registry import repositories as repos_core
+from dockyard.core.registry import repository_settings
 from dockyard.doors.console.repository import SECTION, refused, repository_of, tab, tab_path
 from dockyard.doors.console.web import ErrorView, Page, Visit, repository_url, see_other
-from dockyard.errors import DockyardError, InvalidParameterException, LifecyclePolicyNotFoundException
 
 TAG_MUTABILITIES = ("MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION")
 BAD_MUTABILITY = (

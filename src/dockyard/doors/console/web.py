@@ -15,10 +15,10 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dockyard.core.caller import Caller
+from dockyard.core.errors import AccessDeniedException, DockyardError
+from dockyard.core.identity.caller import Caller
 from dockyard.core.services import Services
 from dockyard.doors.console.session import CSRF_FIELD, Session
-from dockyard.errors import AccessDeniedException, DockyardError
 
 HERE = Path(__file__).parent
 TEMPLATES_DIR = HERE / "templates"

@@ -1,0 +1,531 @@
+"""Images: manifests stored by digest, tags naming them, and the reads both doors share.
+
+A manifest PUT through the registry door and PutImage through the ECR door are both
+`put_manifest`; a manifest GET and BatchGetImage are both `get_manifest`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fnmatch
+import json
+import logging
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dockyard.core.errors import (
+    ImageAlreadyExistsException,
+    ImageDigestDoesNotMatchException,
+    ImageNotFoundException,
+    ImageTagAlreadyExistsException,
+    LayersNotFoundException,
+    LimitExceededException,
+    ManifestInvalid,
+    ReferencedImagesNotFoundException,
+)
+from dockyard.core.identity.access import Resource, authorize, repository_arn
+from dockyard.core.identity.caller import Caller
+from dockyard.core.operations.creation_templates import open_for_push
+from dockyard.core.registry.manifests import MAX_MANIFEST_SIZE, Manifest, ManifestError, is_digest, parse_manifest
+from dockyard.core.registry.repositories import Repository, not_found, open_repository, repository_resource
+from dockyard.core.scanning import scan_hooks
+from dockyard.core.services import Services, now
+from dockyard.store import fastread, schema
+from dockyard.store.database import Database
+
+log = logging.getLogger(__name__)
+images = schema.images
+tags = schema.tags
+repos = schema.repositories
+# How stale lastRecordedPullTime may get before a pull writes it again: ECR too records it
+# approximately, and a write per pull would cost every pull a database commit.
+PULL_TIME_RESOLUTION = 60.0
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    id: int
+    digest: str
+    media_type: str
+    artifact_type: str | None
+    subject_digest: str | None
+    size: int
+    manifest: bytes
+    pushed_at: float
+    last_pull_at: float | None
+
+
+_IMAGE_COLUMNS = (
+    images.c.id,
+    images.c.digest,
+    images.c.media_type,
+    images.c.artifact_type,
+    images.c.subject_digest,
+    images.c.size,
+    images.c.manifest,
+    images.c.pushed_at,
+    images.c.last_pull_at,
+)
+
+
+def image_not_found(repo: Repository, reference: str, tag: str | None = None) -> ImageNotFoundException:
+    """ECR's ImageNotFoundException for a digest or tag `reference` (or a digest and a `tag`)."""
+    digest = reference if is_digest(reference) else None
+    tag = tag if digest else reference
+    return ImageNotFoundException(
+        f"The image with imageId {{imageDigest:'{digest or 'null'}', imageTag:'{tag or 'null'}'}} does not exist "
+        f"within the repository with name '{repo.name}' in the registry with id '{repo.account_id}'"
+    )
+
+
+async def find_image(conn: AsyncConnection, repo: Repository, reference: str) -> StoredImage | None:
+    query = select(*_IMAGE_COLUMNS).where(images.c.repository_id == repo.id)
+    if is_digest(reference):
+        query = query.where(images.c.digest == reference)
+    else:
+        query = query.join(tags, tags.c.image_id == images.c.id).where(
+            tags.c.repository_id == repo.id, tags.c.name == reference
+        )
+    row = (await conn.execute(query)).first()
+    return StoredImage(**row._mapping) if row else None
+
+
+def parse(data: bytes, media_type: str | None, infer_from_layout: bool = True) -> Manifest:
+    if len(data) > MAX_MANIFEST_SIZE:
+        raise ManifestInvalid(f"manifest is {len(data)} bytes, more than the {MAX_MANIFEST_SIZE} allowed")
+    try:
+        return parse_manifest(data, media_type, infer_from_layout=infer_from_layout)
+    except ManifestError as exc:
+        raise ManifestInvalid(str(exc), exc.code) from exc
+
+
+async def _missing_blobs(conn: AsyncConnection, repo: Repository, manifest: Manifest) -> list[str]:
+    wanted = manifest.blob_digests()
+    if not wanted:
+        return []
+    rb = schema.repository_blobs
+    present = set(
+        (
+            await conn.execute(select(rb.c.digest).where(rb.c.repository_id == repo.id, rb.c.digest.in_(wanted)))
+        ).scalars()
+    )
+    return [d for d in wanted if d not in present]
+
+
+async def _missing_children(conn: AsyncConnection, repo: Repository, manifest: Manifest) -> list[str]:
+    wanted = [m.digest for m in manifest.manifests]
+    if not wanted:
+        return []
+    present = set(
+        (
+            await conn.execute(
+                select(images.c.digest).where(images.c.repository_id == repo.id, images.c.digest.in_(wanted))
+            )
+        ).scalars()
+    )
+    return [d for d in wanted if d not in present]
+
+
+def _tag_is_immutable(repo_mutability: str, exclusions: str | None, tag: str) -> bool:
+    filters = [f.get("filter", "") for f in json.loads(exclusions or "[]")]
+    excluded = any(fnmatch.fnmatchcase(tag, f) for f in filters)
+    if repo_mutability == "IMMUTABLE":
+        return True
+    if repo_mutability == "IMMUTABLE_WITH_EXCLUSION":
+        return not excluded
+    if repo_mutability == "MUTABLE_WITH_EXCLUSION":
+        return excluded
+    return False
+
+
+async def put_manifest(
+    svc: Services,
+    caller: Caller,
+    account_id: str,
+    repository: str,
+    data: bytes,
+    media_type: str | None,
+    *,
+    tag: str | None = None,
+    digest: str | None = None,
+    refuse_existing: bool = False,
+    infer_from_layout: bool = True,
+) -> tuple[Repository, Manifest]:
+    """Store a manifest and point `tag` at it.
+
+    `digest`, when given, must be the manifest's. `refuse_existing` is PutImage's rule: pushing
+    an image that is already there under the same tag (or untagged) is an error. A missing
+    repository that a CREATE_ON_PUSH creation template covers is created first."""
+    manifest = parse(data, media_type, infer_from_layout)
+    if digest is not None and digest != manifest.digest:
+        raise ImageDigestDoesNotMatchException(
+            f"Invalid parameter at 'imageDigest' failed to satisfy constraint: 'Digest {digest} does not "
+            f"match the computed digest {manifest.digest}'"
+        )
+    limits = svc.settings.limits
+    if len(manifest.layers) > limits.layers_per_image:
+        raise LimitExceededException(
+            "The operation did not succeed because it would have exceeded a service limit for your account. "
+            f"Layers per image: {limits.layers_per_image}"
+        )
+    async with svc.db.write() as conn:
+        repo = await open_for_push(svc, conn, caller, account_id, repository, "ecr:PutImage")
+        missing = await _missing_blobs(conn, repo, manifest)
+        if missing:
+            raise LayersNotFoundException(
+                f"Layers with digests '[{', '.join(missing)}]' required for pushing image into repository with name "
+                f"'{repo.name}' in the registry with id '{repo.account_id}' do not exist"
+            )
+        missing = await _missing_children(conn, repo, manifest)
+        if missing:
+            raise ReferencedImagesNotFoundException(
+                f"Manifests with digests '[{', '.join(missing)}]' required for pushing image into repository with name "
+                f"'{repo.name}' in the registry with id '{repo.account_id}' do not exist"
+            )
+        existing = (
+            await conn.execute(
+                select(images.c.id).where(images.c.repository_id == repo.id, images.c.digest == manifest.digest)
+            )
+        ).scalar()
+        current_tag_image = None
+        if tag is not None:
+            current_tag_image = (
+                await conn.execute(select(tags.c.image_id).where(tags.c.repository_id == repo.id, tags.c.name == tag))
+            ).scalar()
+        if refuse_existing and existing is not None and (tag is None or current_tag_image == existing):
+            described = f"and tag '{tag}' " if tag else ""
+            raise ImageAlreadyExistsException(
+                f"Image with digest '{manifest.digest}' {described}already exists in the repository with name "
+                f"'{repo.name}' in registry with id '{repo.account_id}'"
+            )
+        if tag is not None and current_tag_image is not None and current_tag_image != existing:
+            mutability, exclusions = (
+                await conn.execute(
+                    select(
+                        schema.repositories.c.image_tag_mutability,
+                        schema.repositories.c.tag_mutability_exclusions,
+                    ).where(schema.repositories.c.id == repo.id)
+                )
+            ).one()
+            if _tag_is_immutable(mutability, exclusions, tag):
+                raise ImageTagAlreadyExistsException(
+                    f"The image tag '{tag}' already exists in the '{repo.name}' repository and cannot be "
+                    "overwritten because the tag is immutable."
+                )
+        if existing is None:
+            existing = await _insert_image(svc, conn, repo, manifest, data)
+            await scan_hooks.queue_scan_on_push(conn, repo, manifest, existing)
+        if tag is not None and current_tag_image != existing:
+            if current_tag_image is None:
+                await conn.execute(
+                    insert(tags).values(repository_id=repo.id, name=tag, image_id=existing, updated_at=now())
+                )
+            else:
+                await conn.execute(
+                    update(tags)
+                    .where(tags.c.repository_id == repo.id, tags.c.name == tag)
+                    .values(image_id=existing, updated_at=now())
+                )
+    return repo, manifest
+
+
+async def _insert_image(svc: Services, conn: AsyncConnection, repo: Repository, manifest: Manifest, data: bytes) -> int:
+    count = (await conn.execute(select(repos.c.image_count).where(repos.c.id == repo.id))).scalar_one()
+    if count >= svc.settings.limits.images_per_repository:
+        raise LimitExceededException(
+            "The operation did not succeed because it would have exceeded a service limit for your account. "
+            f"Images per repository: {svc.settings.limits.images_per_repository}"
+        )
+    try:
+        result = await conn.execute(
+            insert(images).values(
+                repository_id=repo.id,
+                digest=manifest.digest,
+                media_type=manifest.media_type,
+                artifact_type=manifest.artifact_type,
+                subject_digest=manifest.subject.digest if manifest.subject else None,
+                size=manifest.image_size(await _child_sizes(conn, repo, manifest)),
+                manifest=data,
+                pushed_at=now(),
+            )
+        )
+    except IntegrityError as exc:  # pragma: no cover - the write lock serialises this on SQLite
+        raise ImageAlreadyExistsException(f"Image with digest '{manifest.digest}' already exists") from exc
+    image_id = int(result.inserted_primary_key[0])
+    await conn.execute(update(repos).where(repos.c.id == repo.id).values(image_count=repos.c.image_count + 1))
+    references = {d: "blob" for d in manifest.blob_digests()} | {m.digest: "manifest" for m in manifest.manifests}
+    if references:
+        await conn.execute(
+            insert(schema.image_references),
+            [{"image_id": image_id, "digest": d, "kind": k} for d, k in references.items()],
+        )
+    return image_id
+
+
+async def _child_sizes(conn: AsyncConnection, repo: Repository, manifest: Manifest) -> dict[str, int]:
+    if not manifest.manifests:
+        return {}
+    rows = await conn.execute(
+        select(images.c.digest, images.c.size).where(
+            images.c.repository_id == repo.id, images.c.digest.in_(manifest.child_digests())
+        )
+    )
+    return {row.digest: row.size for row in rows}
+
+
+# A manifest GET in one statement: the repository (with what authorising the pull needs), the
+# image the reference names (by tag or by digest) and whether a scan gate could apply. Built
+# once; run through store.fastread, so it costs microseconds rather than milliseconds.
+_REPOSITORY_FIELDS = tuple(f.name for f in dataclasses.fields(Repository))
+_REPOSITORY_COLUMNS = tuple(repos.c[name] for name in _REPOSITORY_FIELDS)
+_STORED_COLUMNS = tuple(images.c[f.name] for f in dataclasses.fields(StoredImage))
+_GATE_TAG = (
+    select(schema.repository_tags.c.value)
+    .where(schema.repository_tags.c.repository_id == repos.c.id, schema.repository_tags.c.key == scan_hooks.GATE_TAG)
+    .scalar_subquery()
+)
+_GATE_SEVERITY = (
+    select(schema.scan_gates.c.severity)
+    .where(schema.scan_gates.c.account_id == repos.c.account_id, schema.scan_gates.c.region == repos.c.region)
+    .scalar_subquery()
+)
+_THIS_REPOSITORY = and_(
+    repos.c.account_id == bindparam("account"), repos.c.region == bindparam("region"), repos.c.name == bindparam("name")
+)
+_TAG_OF_THIS_REPOSITORY = and_(tags.c.repository_id == repos.c.id, tags.c.name == bindparam("reference"))
+_BY_TAG = (
+    select(*_REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY)
+    .select_from(repos.outerjoin(tags, _TAG_OF_THIS_REPOSITORY).outerjoin(images, images.c.id == tags.c.image_id))
+    .where(_THIS_REPOSITORY)
+)
+_BY_DIGEST = (
+    select(*_REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY)
+    .select_from(
+        repos.outerjoin(images, and_(images.c.repository_id == repos.c.id, images.c.digest == bindparam("reference")))
+    )
+    .where(_THIS_REPOSITORY)
+)
+
+
+_REPOSITORY = select(*_REPOSITORY_COLUMNS).where(_THIS_REPOSITORY)
+
+
+def repository_of(row: tuple[Any, ...]) -> Repository:
+    """A Repository from the leading _REPOSITORY_COLUMNS of a fastread row."""
+    values = dict(zip(_REPOSITORY_FIELDS, row[: len(_REPOSITORY_FIELDS)], strict=True))
+    values["scan_on_push"] = bool(values["scan_on_push"])
+    return Repository(**values)
+
+
+async def _authorized_repository(
+    svc: Services, caller: Caller, account_id: str, name: str, action: str, rows: list[tuple[Any, ...]]
+) -> Repository:
+    """The repository leading the first of `rows` (none: it does not exist), once `caller` may
+    `action` it; as open_repository, AccessDenied comes before RepositoryNotFound."""
+    if not rows:
+        arn = repository_arn(caller.region, account_id, name)
+        await authorize(caller, action, Resource(arn=arn, account_id=account_id))
+        raise not_found(name, account_id)
+    repo = repository_of(rows[0])
+    await authorize(caller, action, await repository_resource(svc, caller, repo))
+    return repo
+
+
+async def open_repository_fast(svc: Services, caller: Caller, account_id: str, name: str, action: str) -> Repository:
+    """repositories.open_repository through store.fastread, for the hot read paths."""
+    params = {"account": account_id, "region": caller.region, "name": name}
+    rows = await fastread.fetch(svc.db, _REPOSITORY, params)
+    return await _authorized_repository(svc, caller, account_id, name, action, rows)
+
+
+def _gate_may_apply(gate_tag: str | None, gate_severity: str | None) -> bool:
+    """Whether scan_hooks.check_pull could refuse: only then is it asked (it reads findings)."""
+    if gate_tag is not None:
+        return gate_tag.strip().upper() in scan_hooks.GATE_SEVERITIES
+    return gate_severity is not None
+
+
+async def get_manifest(
+    svc: Services, caller: Caller, account_id: str, repository: str, reference: str, *, record_pull: bool
+) -> tuple[Repository, StoredImage]:
+    statement = _BY_DIGEST if is_digest(reference) else _BY_TAG
+    params = {"account": account_id, "region": caller.region, "name": repository, "reference": reference}
+    rows = await fastread.fetch(svc.db, statement, params)
+    repo = await _authorized_repository(svc, caller, account_id, repository, "ecr:BatchGetImage", rows)
+    row = rows[0]
+    split = len(_REPOSITORY_COLUMNS)
+    image_values = row[split : split + len(_STORED_COLUMNS)]
+    if image_values[0] is None:
+        raise image_not_found(repo, reference)
+    image = StoredImage(*image_values)
+    if _gate_may_apply(*row[-2:]):
+        async with svc.db.read() as conn:
+            await scan_hooks.check_pull(conn, repo, image.id, image.digest)
+    if record_pull:
+        await record_pull_time(svc, image)
+    return repo, image
+
+
+class _PullTimes:
+    """lastRecordedPullTime writes, taken off the pull path and batched.
+
+    A pull notes the time here and returns; a task writes every noted time in one transaction.
+    What this can lose is the few milliseconds of pulls noted but not yet committed when the
+    process dies: the time is advisory (ECR itself records it approximately, and this registry
+    only every PULL_TIME_RESOLUTION seconds), nothing else depends on it, and the next pull
+    records it again. Until the write commits, this process answers with the noted time."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.pending: dict[int, float] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def note(self, image_ids: Iterable[int], moment: float) -> None:
+        for image_id in image_ids:
+            self.pending[image_id] = moment
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        while self.pending:
+            batch = dict(self.pending)
+            try:
+                async with self.db.write() as conn:
+                    await conn.execute(
+                        update(images).where(images.c.id == bindparam("image_id")).values(last_pull_at=bindparam("at")),
+                        [{"image_id": image_id, "at": moment} for image_id, moment in batch.items()],
+                    )
+            except Exception:  # noqa: BLE001 - advisory data: log, drop, and let the next pull retry
+                log.exception("could not record pull times")
+            for image_id, moment in batch.items():
+                if self.pending.get(image_id) == moment:
+                    del self.pending[image_id]
+
+    def noted(self, image_id: int) -> float | None:
+        return self.pending.get(image_id)
+
+
+_pull_times: weakref.WeakKeyDictionary[Database, _PullTimes] = weakref.WeakKeyDictionary()
+
+
+def _recorder(svc: Services) -> _PullTimes:
+    recorder = _pull_times.get(svc.db)
+    if recorder is None:
+        recorder = _pull_times[svc.db] = _PullTimes(svc.db)
+    return recorder
+
+
+def last_pull_time(svc: Services, image: StoredImage) -> float | None:
+    """The image's lastRecordedPullTime, counting a pull this process has not written yet."""
+    recorder = _pull_times.get(svc.db)
+    noted = recorder.noted(image.id) if recorder is not None else None
+    return noted if noted is not None else image.last_pull_at
+
+
+async def record_pull_time(svc: Services, image: StoredImage) -> None:
+    await record_pull_times(svc, [image])
+
+
+async def record_pull_times(svc: Services, pulled: Iterable[StoredImage]) -> None:
+    """Note that `pulled` were pulled now; written in the background, one transaction per batch."""
+    moment = now()
+    stale = [
+        image.id
+        for image in pulled
+        if image.last_pull_at is None or moment - image.last_pull_at >= PULL_TIME_RESOLUTION
+    ]
+    if stale:
+        _recorder(svc).note(stale, moment)
+
+
+async def delete_image(conn: AsyncConnection, image_id: int) -> None:
+    await delete_images(conn, [image_id])
+
+
+# Keeps each statement's IN list well under SQLite's 32766 bound values.
+_DELETE_CHUNK = 500
+
+
+async def delete_images(conn: AsyncConnection, image_ids: Iterable[int]) -> None:
+    """Delete images (by id) with their tags and references, keeping repositories.image_count.
+
+    Every deletion of single images goes through here (a whole repository goes with
+    repositories.purge, counter and all). Each statement is keyed by image id, so the cost is
+    the number of images deleted, whatever the repository holds."""
+    wanted = list(dict.fromkeys(image_ids))
+    for start in range(0, len(wanted), _DELETE_CHUNK):
+        chunk = wanted[start : start + _DELETE_CHUNK]
+        owners = await conn.execute(
+            select(images.c.repository_id, func.count()).where(images.c.id.in_(chunk)).group_by(images.c.repository_id)
+        )
+        removed = {row[0]: int(row[1]) for row in owners}
+        await conn.execute(delete(tags).where(tags.c.image_id.in_(chunk)))
+        await conn.execute(delete(schema.image_references).where(schema.image_references.c.image_id.in_(chunk)))
+        await conn.execute(delete(images).where(images.c.id.in_(chunk)))
+        for repository_id, count in removed.items():
+            await conn.execute(
+                update(repos).where(repos.c.id == repository_id).values(image_count=repos.c.image_count - count)
+            )
+
+
+async def delete_reference(svc: Services, caller: Caller, account_id: str, repository: str, reference: str) -> None:
+    """The registry door's DELETE: a digest deletes the image and its tags, a tag only the tag."""
+    async with svc.db.write() as conn:
+        repo = await open_repository(conn, caller, account_id, repository, "ecr:BatchDeleteImage")
+        if is_digest(reference):
+            image = await find_image(conn, repo, reference)
+            if image is None:
+                raise image_not_found(repo, reference)
+            await delete_image(conn, image.id)
+        else:
+            result = await conn.execute(delete(tags).where(tags.c.repository_id == repo.id, tags.c.name == reference))
+            if result.rowcount == 0:
+                raise image_not_found(repo, reference)
+
+
+async def list_tags(
+    svc: Services, caller: Caller, account_id: str, repository: str, limit: int | None, last: str | None
+) -> tuple[Repository, list[str]]:
+    async with svc.db.read() as conn:
+        repo = await open_repository(conn, caller, account_id, repository, "ecr:ListImages")
+        query = select(tags.c.name).where(tags.c.repository_id == repo.id).order_by(tags.c.name)
+        if last:
+            query = query.where(tags.c.name > last)
+        if limit is not None:
+            query = query.limit(limit)
+        names = list((await conn.execute(query)).scalars())
+    return repo, names
+
+
+async def referrers(
+    svc: Services, caller: Caller, account_id: str, repository: str, digest: str, artifact_type: str | None
+) -> list[dict[str, Any]]:
+    """Descriptors of the manifests whose subject is `digest` (the OCI referrers API)."""
+    async with svc.db.read() as conn:
+        repo = await open_repository(conn, caller, account_id, repository, "ecr:BatchGetImage")
+        query = select(images.c.digest, images.c.media_type, images.c.artifact_type, images.c.manifest).where(
+            images.c.repository_id == repo.id, images.c.subject_digest == digest
+        )
+        if artifact_type:
+            query = query.where(images.c.artifact_type == artifact_type)
+        rows = (await conn.execute(query.order_by(images.c.id))).all()
+    descriptors = []
+    for row in rows:
+        descriptor: dict[str, Any] = {
+            "mediaType": row.media_type,
+            "digest": row.digest,
+            "size": len(row.manifest),
+        }
+        if row.artifact_type:
+            descriptor["artifactType"] = row.artifact_type
+        annotations = json.loads(row.manifest).get("annotations")
+        if annotations:
+            descriptor["annotations"] = annotations
+        descriptors.append(descriptor)
+    return descriptors

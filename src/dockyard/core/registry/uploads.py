@@ -1,0 +1,296 @@
+"""Layer uploads: started, appended to in order, completed by digest, or cancelled.
+
+The registry door's POST/PATCH/PUT/DELETE on uploads and the ECR door's InitiateLayerUpload,
+UploadLayerPart and CompleteLayerUpload are these same operations.
+
+An upload is one ordered stream whichever worker or node a request reaches. Its row records the
+size every acknowledged append reached and the `writer` token naming those bytes in the blob
+store. An append holds the store's upload lock from reading the row to recording its result, and
+records it only if the row still says what it read (compare and set); so of two requests racing
+for the same range one is refused (416), and the store never trusts bytes or a running hash that
+the row does not name (dockyard.store.blobs)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dockyard.core.errors import (
+    DigestInvalid,
+    EmptyUploadException,
+    InvalidLayerPartException,
+    LayerPartTooSmallException,
+    LimitExceededException,
+    RangeInvalid,
+    UploadNotFoundException,
+)
+from dockyard.core.identity.caller import Caller
+from dockyard.core.operations.creation_templates import open_for_push
+from dockyard.core.registry.blobs import link, linked_size
+from dockyard.core.registry.repositories import Repository, open_repository
+from dockyard.core.services import Services, now
+from dockyard.store import schema
+from dockyard.store.blobs import Appended, DigestMismatch, UploadBusy, UploadGone
+
+uploads = schema.uploads
+
+# ECR's UploadLayerPart rules (the seed's service limits).
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_SIZE = 10 * 1024 * 1024
+MAX_PARTS = 1000
+# Recorded as last_part_size once a part below MIN_PART_SIZE was followed by another: ECR only
+# refuses such an upload at CompleteLayerUpload (LayerPartTooSmallException is modelled there).
+SMALL_PART_FOLLOWED = -1
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    repository: Repository
+    size: int
+    parts: int
+    last_part_size: int | None
+    writer: str | None = None
+
+
+def upload_not_found(upload_id: str, repo: Repository) -> UploadNotFoundException:
+    return UploadNotFoundException(
+        f"The upload with id '{upload_id}' does not exist in the repository with name '{repo.name}' "
+        f"in the registry with id '{repo.account_id}'"
+    )
+
+
+def valid_upload_id(upload_id: str) -> bool:
+    try:
+        return str(uuid.UUID(upload_id)) == upload_id
+    except ValueError:
+        return False
+
+
+async def start_upload(svc: Services, caller: Caller, account_id: str, repository: str) -> Upload:
+    upload_id = str(uuid.uuid4())  # canonical form, as ECR hands out upload ids
+    async with svc.db.write() as conn:
+        repo = await open_for_push(svc, conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
+        await svc.blobs.start_upload(upload_id)
+        moment = now()
+        await conn.execute(
+            insert(uploads).values(
+                id=upload_id, repository_id=repo.id, size=0, parts=0, started_at=moment, updated_at=moment
+            )
+        )
+    return Upload(upload_id, repo, 0, 0, None)
+
+
+async def _authorised(
+    svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str, action: str
+) -> Repository:
+    """The upload's repository once `caller` may `action` it; an upload id that is not one of ours
+    is not found (and never reaches the blob store as a name)."""
+    async with svc.db.read() as conn:
+        repo = await open_repository(conn, caller, account_id, repository, action)
+    if not valid_upload_id(upload_id):
+        raise upload_not_found(upload_id, repo)
+    return repo
+
+
+async def _load(conn: AsyncConnection, repo: Repository, upload_id: str) -> Upload:
+    row = (
+        await conn.execute(
+            select(uploads.c.size, uploads.c.parts, uploads.c.last_part_size, uploads.c.writer).where(
+                uploads.c.id == upload_id, uploads.c.repository_id == repo.id
+            )
+        )
+    ).first()
+    if row is None:
+        raise upload_not_found(upload_id, repo)
+    return Upload(upload_id, repo, row.size, row.parts, row.last_part_size, row.writer)
+
+
+async def find_upload(
+    svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str, action: str
+) -> Upload:
+    repo = await _authorised(svc, caller, account_id, repository, upload_id, action)
+    async with svc.db.read() as conn:
+        return await _load(conn, repo, upload_id)
+
+
+async def append(
+    svc: Services,
+    caller: Caller,
+    account_id: str,
+    repository: str,
+    upload_id: str,
+    chunks: AsyncIterator[bytes],
+    *,
+    start: int | None = None,
+    last_byte: int | None = None,
+    part_rules: bool = False,
+) -> Upload:
+    """Append a chunk. `start` (when the client said where the chunk begins) must be where the
+    upload stands; `part_rules` applies UploadLayerPart's part-size limits."""
+    repo = await _authorised(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
+    try:
+        async with svc.blobs.upload_lock(upload_id):
+            async with svc.db.read() as conn:
+                upload = await _load(conn, repo, upload_id)
+            if start is not None and start != upload.size:
+                if part_rules:
+                    raise invalid_part(upload)
+                raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
+            if part_rules:
+                _check_part_rules(upload, start, last_byte)
+            appended = await svc.blobs.append(upload_id, upload.size, upload.writer, chunks)
+            part = appended.size - upload.size
+            # Not recording the new size leaves the upload where it stood: the next append overwrites.
+            if last_byte is not None and part != last_byte - upload.size + 1:
+                if part_rules:
+                    raise invalid_part(upload)
+                raise RangeInvalid(f"the chunk has {part} bytes but its range ends at byte {last_byte}")
+            recorded = part
+            if part_rules and upload.last_part_size is not None and upload.last_part_size < MIN_PART_SIZE:
+                recorded = SMALL_PART_FOLLOWED
+            await _record(svc, upload, appended, recorded, part_rules)
+    except UploadBusy:
+        if part_rules:
+            busy = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
+            raise invalid_part(busy) from None
+        raise RangeInvalid("another request is writing to this upload") from None
+    except UploadGone as exc:
+        raise upload_not_found(upload_id, repo) from exc
+    return Upload(upload_id, repo, appended.size, upload.parts + 1, recorded, appended.writer)
+
+
+async def _record(svc: Services, upload: Upload, appended: Appended, recorded: int, part_rules: bool) -> None:
+    """Record where the append left the upload, if the row still says where it started."""
+    async with svc.db.write() as conn:
+        changed = await conn.execute(
+            update(uploads)
+            .where(
+                uploads.c.id == upload.id,
+                uploads.c.size == upload.size,
+                uploads.c.writer.is_not_distinct_from(upload.writer),
+            )
+            .values(
+                size=appended.size,
+                parts=upload.parts + 1,
+                last_part_size=recorded,
+                writer=appended.writer,
+                updated_at=now(),
+            )
+        )
+        if changed.rowcount == 1:
+            return
+        current = await _load(conn, upload.repository, upload.id)  # upload_not_found when it is gone
+    if part_rules:
+        raise invalid_part(current)
+    raise RangeInvalid(f"the upload moved on to byte {current.size} while this chunk was written")
+
+
+# The API reference's wording for InvalidLayerPartException and EmptyUploadException.
+INVALID_PART = (
+    "The layer part size is not valid, or the first byte specified is not consecutive to the last byte of a "
+    "previous layer part upload."
+)
+EMPTY_UPLOAD = "The specified layer upload does not contain any layer parts."
+
+
+def invalid_part(upload: Upload) -> InvalidLayerPartException:
+    """ECR's InvalidLayerPartException, with the members it models (where the upload stands)."""
+    return InvalidLayerPartException(
+        INVALID_PART,
+        fields={
+            "registryId": upload.repository.account_id,
+            "repositoryName": upload.repository.name,
+            "uploadId": upload.id,
+            "lastValidByteReceived": max(upload.size - 1, 0),
+        },
+    )
+
+
+def _check_part_rules(upload: Upload, start: int | None, last_byte: int | None) -> None:
+    if start is None or last_byte is None or last_byte < start or last_byte - start + 1 > MAX_PART_SIZE:
+        raise invalid_part(upload)
+    if upload.parts >= MAX_PARTS:
+        raise LimitExceededException(
+            "The operation did not succeed because it would have exceeded a service limit for your account. "
+            f"Layer parts per upload: {MAX_PARTS}"
+        )
+
+
+def check_part_sizes(upload: Upload) -> None:
+    """CompleteLayerUpload's rule: every part but the last has at least MIN_PART_SIZE bytes."""
+    if upload.last_part_size == SMALL_PART_FOLLOWED:
+        raise LayerPartTooSmallException("All layer parts except the last part should be at least 5MB")
+
+
+async def complete(
+    svc: Services,
+    caller: Caller,
+    account_id: str,
+    repository: str,
+    upload_id: str,
+    digest: str,
+    chunks: AsyncIterator[bytes] | None = None,
+    *,
+    refuse_empty: bool = False,
+    start: int | None = None,
+    last_byte: int | None = None,
+) -> tuple[Repository, int]:
+    """Finish an upload: the bytes must hash to `digest`; then the blob is durable, in place and
+    linked to the repository, in that order. A final chunk in `chunks` may say where it starts
+    and ends (`start`, `last_byte`), as for `append`."""
+    repo = await _authorised(svc, caller, account_id, repository, upload_id, "ecr:CompleteLayerUpload")
+    try:
+        async with svc.blobs.upload_lock(upload_id):
+            async with svc.db.read() as conn:
+                upload = await _load(conn, repo, upload_id)
+            if start is not None and start != upload.size:
+                raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
+            # Even without a final chunk: this cuts off bytes a refused chunk left past the recorded size.
+            appended = await svc.blobs.append(upload_id, upload.size, upload.writer, chunks or _nothing())
+            size = appended.size
+            if last_byte is not None and size != last_byte + 1:
+                raise RangeInvalid(
+                    f"the final chunk ends at byte {size - 1}, not at byte {last_byte} as its range says"
+                )
+            if refuse_empty and size == 0:
+                raise EmptyUploadException(EMPTY_UPLOAD)
+            try:
+                await svc.blobs.verify_upload(upload_id, size, appended.writer, digest)
+            except DigestMismatch as exc:
+                raise DigestInvalid(f"The digest of the uploaded bytes is {exc}, not {digest}") from exc
+            await svc.blobs.place_upload(upload_id, size, appended.writer, digest)
+            async with svc.db.write() as conn:
+                # Garbage collection deletes a blob's row and bytes in one write transaction, so
+                # bytes found in place here stay there with the row and link committed beside them.
+                if await svc.blobs.size(digest) != size:
+                    raise UploadGone(upload_id)
+                await link(conn, repo.id, digest, size)
+                await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+    except UploadBusy:
+        raise RangeInvalid("another request is writing to this upload") from None
+    except UploadGone as exc:
+        raise upload_not_found(upload_id, repo) from exc
+    await svc.blobs.cancel_upload(upload_id)
+    return repo, size
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield
+
+
+async def cancel(svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str) -> None:
+    upload = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
+    async with svc.db.write() as conn:
+        await conn.execute(delete(uploads).where(uploads.c.id == upload.id))
+    await svc.blobs.cancel_upload(upload.id)
+
+
+async def blob_exists_in(svc: Services, repo: Repository, digest: str) -> bool:
+    async with svc.db.read() as conn:
+        return await linked_size(conn, repo, digest) is not None

@@ -1,0 +1,607 @@
+"""Image scanning, as ECR's basic scanning presents it: StartImageScan, DescribeImageScanFindings,
+the registry scanning configuration, the scan fields of DescribeImages; and the state the
+background worker (workers/scans.py) moves scans through.
+
+A scan row per image holds the latest scan: IN_PROGRESS from the moment it is asked for (by
+StartImageScan, on push, or by continuous scanning), then COMPLETE with its findings, or FAILED
+with a description. One scan per image per quota window (24 hours, as ECR) may be started by hand
+or on push; continuous re-matching after a vulnerability database import does not count."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dockyard.core.errors import (
+    DockyardError,
+    InvalidParameterException,
+    LimitExceededException,
+    UnsupportedImageTypeException,
+)
+from dockyard.core.identity.access import authorize, registry_resource
+from dockyard.core.identity.caller import Caller
+from dockyard.core.paging import decode_token, encode_token, page_size
+from dockyard.core.registry import blobs as core_blobs
+from dockyard.core.registry import images
+from dockyard.core.registry.manifests import OCI_EMPTY, OCI_MANIFEST
+from dockyard.core.registry.repositories import Repository, open_repository
+from dockyard.core.scanning.scan_hooks import (
+    CONTINUOUS_SCAN,
+    MANUAL,
+    SCAN_ON_PUSH,
+    frequency_of,
+    is_scannable,
+    registry_scanning,
+    rule_for,
+    scan_status,
+)
+from dockyard.core.services import Services, now
+from dockyard.scanner import sbom
+from dockyard.scanner.inventory import Inventory
+from dockyard.scanner.matching import Finding, lookup_keys, match, related_ids, severity_counts
+from dockyard.store import schema
+from dockyard.vulndb import store as vulndb
+
+scans = schema.image_scans
+findings_table = schema.image_scan_findings
+
+# ECR's basic scanning allows one scan per image per 24 hours; tests and private setups may change it.
+QUOTA_ENV = "DOCKYARD_SCAN_QUOTA_SECONDS"
+DEFAULT_QUOTA_SECONDS = 24 * 3600.0
+DEFAULT_PAGE = 100
+
+COMPLETE_DESCRIPTION = "The scan was completed successfully."
+UNSUPPORTED_DESCRIPTION = "UnsupportedImageError: The operating system and/or package manager are not supported."
+EMPTY_CONFIG = b"{}"
+
+
+class ScanNotFoundException(DockyardError):
+    code = "ScanNotFoundException"
+
+
+def quota_seconds() -> float:
+    return float(os.environ.get(QUOTA_ENV, DEFAULT_QUOTA_SECONDS))
+
+
+def _describe_id(image_id: dict[str, Any]) -> str:
+    digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
+    return f"{{imageDigest:'{digest or 'null'}', imageTag:'{tag or 'null'}'}}"
+
+
+async def _resolve(conn: AsyncConnection, repo: Repository, image_id: dict[str, Any]) -> images.StoredImage:
+    digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
+    if not digest and not tag:
+        raise InvalidParameterException(
+            "Invalid parameter at 'imageId' failed to satisfy constraint: 'must contain an imageDigest or an imageTag'"
+        )
+    image = await images.find_image(conn, repo, digest or tag)
+    if image is not None and digest and tag:
+        tagged = await images.find_image(conn, repo, tag)
+        image = image if tagged is not None and tagged.id == image.id else None
+    if image is None:
+        raise images.image_not_found(repo, digest or tag, tag)
+    return image
+
+
+def _image_id(image: images.StoredImage, requested: dict[str, Any]) -> dict[str, str]:
+    found = {"imageDigest": image.digest}
+    if requested.get("imageTag"):
+        found["imageTag"] = requested["imageTag"]
+    return found
+
+
+# --- the ECR operations -------------------------------------------------------------------------
+
+
+async def start_image_scan(
+    svc: Services, caller: Caller, account_id: str, repository: str, image_id: dict[str, Any]
+) -> dict[str, Any]:
+    async with svc.db.write() as conn:
+        repo = await open_repository(conn, caller, account_id, repository, "ecr:StartImageScan")
+        image = await _resolve(conn, repo, image_id)
+        if not is_scannable(images.parse(image.manifest, image.media_type)):
+            raise UnsupportedImageTypeException("The image type is not supported for scanning.")
+        existing = (await conn.execute(select(scans.c.requested_at).where(scans.c.image_id == image.id))).first()
+        moment = now()
+        if existing is not None and moment - existing.requested_at < quota_seconds():
+            raise LimitExceededException("The scan quota per image has been exceeded. Wait and try again.")
+        values = {
+            "repository_id": repo.id,
+            "status": "IN_PROGRESS",
+            "description": None,
+            "trigger": MANUAL,
+            "requested_at": moment,
+            "claimed_by": None,
+            "claimed_at": None,
+        }
+        if existing is None:
+            await conn.execute(insert(scans).values(image_id=image.id, **values))
+        else:
+            await conn.execute(update(scans).where(scans.c.image_id == image.id).values(**values))
+    return {
+        "registryId": repo.account_id,
+        "repositoryName": repo.name,
+        "imageId": _image_id(image, image_id),
+        "imageScanStatus": {"status": "IN_PROGRESS"},
+    }
+
+
+async def describe_image_scan_findings(
+    svc: Services,
+    caller: Caller,
+    account_id: str,
+    repository: str,
+    image_id: dict[str, Any],
+    max_results: int | None = None,
+    next_token: str | None = None,
+) -> dict[str, Any]:
+    offset = decode_token(next_token) or 0
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise InvalidParameterException(
+            "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid token'"
+        )
+    limit = page_size(max_results, DEFAULT_PAGE)
+    async with svc.db.read() as conn:
+        repo = await open_repository(conn, caller, account_id, repository, "ecr:DescribeImageScanFindings")
+        image = await _resolve(conn, repo, image_id)
+        row = (await conn.execute(select(scans).where(scans.c.image_id == image.id))).first()
+        if row is None:
+            raise ScanNotFoundException(
+                f"Image scan does not exist for the image with '{_describe_id(image_id)}' in the repository with "
+                f"name '{repo.name}' in the registry with id '{repo.account_id}'"
+            )
+        page = []
+        if row.status == "COMPLETE":
+            page = (
+                await conn.execute(
+                    select(findings_table)
+                    .where(findings_table.c.image_id == image.id, findings_table.c.position >= offset)
+                    .order_by(findings_table.c.position)
+                    .limit(limit + 1)
+                )
+            ).all()
+    result: dict[str, Any] = {
+        "registryId": repo.account_id,
+        "repositoryName": repo.name,
+        "imageId": _image_id(image, image_id),
+        "imageScanStatus": scan_status(row),
+    }
+    if row.status == "COMPLETE":
+        result["imageScanFindings"] = {
+            "imageScanCompletedAt": row.completed_at,
+            "vulnerabilitySourceUpdatedAt": row.source_updated_at,
+            "findingSeverityCounts": json.loads(row.severity_counts or "{}"),
+            "findings": [_finding_shape(f) for f in page[:limit]],
+        }
+        if len(page) > limit:
+            result["nextToken"] = encode_token(page[limit].position)
+    return result
+
+
+def _finding_shape(row: Any) -> dict[str, Any]:
+    finding: dict[str, Any] = {"name": row.name}
+    if row.description:
+        finding["description"] = row.description
+    if row.uri:
+        finding["uri"] = row.uri
+    finding["severity"] = row.severity
+    finding["attributes"] = [{"key": k, "value": v} for k, v in json.loads(row.attributes or "[]")]
+    return finding
+
+
+# --- registry scanning configuration ------------------------------------------------------------
+
+
+def _configuration(scan_type: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"scanType": scan_type, "rules": rules}
+
+
+def _check_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    frequencies = [r["scanFrequency"] for r in rules]
+    if len(set(frequencies)) != len(frequencies):
+        raise InvalidParameterException(
+            "Invalid parameter at 'rules' failed to satisfy constraint: "
+            "'each scanFrequency may appear in one rule only'"
+        )
+    return [
+        {
+            "scanFrequency": r["scanFrequency"],
+            "repositoryFilters": [
+                {"filter": f["filter"], "filterType": f["filterType"]} for f in r.get("repositoryFilters", [])
+            ],
+        }
+        for r in rules
+    ]
+
+
+async def put_registry_scanning_configuration(
+    svc: Services, caller: Caller, scan_type: str | None, rules: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    await authorize(caller, "ecr:PutRegistryScanningConfiguration", registry_resource(caller, caller.account_id))
+    stored_rules = _check_rules(rules or [])
+    kind = scan_type or "BASIC"
+    table = schema.registry_scanning_configurations
+    async with svc.db.write() as conn:
+        where = (table.c.account_id == caller.account_id, table.c.region == caller.region)
+        await conn.execute(delete(table).where(*where))
+        await conn.execute(
+            insert(table).values(
+                account_id=caller.account_id,
+                region=caller.region,
+                scan_type=kind,
+                rules=json.dumps(stored_rules),
+                updated_at=now(),
+            )
+        )
+    return {"registryScanningConfiguration": _configuration(kind, stored_rules)}
+
+
+async def get_registry_scanning_configuration(svc: Services, caller: Caller) -> dict[str, Any]:
+    await authorize(caller, "ecr:GetRegistryScanningConfiguration", registry_resource(caller, caller.account_id))
+    async with svc.db.read() as conn:
+        config = await registry_scanning(conn, caller.account_id, caller.region)
+    return {"registryId": caller.account_id, "scanningConfiguration": _configuration(config.scan_type, config.rules)}
+
+
+async def batch_get_repository_scanning_configuration(
+    svc: Services, caller: Caller, account_id: str, names: list[str]
+) -> dict[str, Any]:
+    found: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    async with svc.db.read() as conn:
+        config = await registry_scanning(conn, account_id, caller.region)
+        for name in dict.fromkeys(names):
+            try:
+                repo = await open_repository(
+                    conn, caller, account_id, name, "ecr:BatchGetRepositoryScanningConfiguration"
+                )
+            except DockyardError as exc:
+                if exc.code != "RepositoryNotFoundException":
+                    raise
+                failures.append(
+                    {"repositoryName": name, "failureCode": "REPOSITORY_NOT_FOUND", "failureReason": exc.message}
+                )
+                continue
+            frequency, filters = frequency_of(config, repo)
+            found.append(
+                {
+                    "repositoryArn": repo.arn,
+                    "repositoryName": repo.name,
+                    "scanOnPush": frequency in (SCAN_ON_PUSH, CONTINUOUS_SCAN),
+                    "scanFrequency": frequency,
+                    "appliedScanFilters": filters,
+                }
+            )
+    return {"scanningConfigurations": found, "failures": failures}
+
+
+# --- the worker's side --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    image_id: int
+    repository_id: int
+    repository: str
+    account_id: str
+    region: str
+    digest: str
+    media_type: str
+    manifest: bytes
+
+
+def _claimable(lease_seconds: float) -> Any:
+    stale = now() - lease_seconds
+    return (scans.c.status == "IN_PROGRESS") & (scans.c.claimed_by.is_(None) | (scans.c.claimed_at < stale))
+
+
+async def claim_next(svc: Services, node: str, lease_seconds: float) -> ScanJob | None:
+    """Take the oldest waiting scan (or one whose node stopped renewing its claim)."""
+    async with svc.db.read() as conn:
+        waiting = (await conn.execute(select(scans.c.image_id).where(_claimable(lease_seconds)).limit(1))).first()
+    if waiting is None:
+        return None
+    async with svc.db.write() as conn:
+        row = (
+            await conn.execute(
+                select(scans.c.image_id).where(_claimable(lease_seconds)).order_by(scans.c.requested_at).limit(1)
+            )
+        ).first()
+        if row is None:
+            return None
+        await conn.execute(
+            update(scans).where(scans.c.image_id == row.image_id).values(claimed_by=node, claimed_at=now())
+        )
+        image = schema.images
+        repos = schema.repositories
+        found = (
+            await conn.execute(
+                select(
+                    image.c.id,
+                    image.c.repository_id,
+                    image.c.digest,
+                    image.c.media_type,
+                    image.c.manifest,
+                    repos.c.name,
+                    repos.c.account_id,
+                    repos.c.region,
+                )
+                .join(repos, repos.c.id == image.c.repository_id)
+                .where(image.c.id == row.image_id)
+            )
+        ).one()
+    return ScanJob(
+        found.id, found.repository_id, found.name, found.account_id, found.region, found.digest,
+        found.media_type, bytes(found.manifest),
+    )  # fmt: skip
+
+
+async def renew_claim(svc: Services, job: ScanJob, node: str) -> None:
+    async with svc.db.write() as conn:
+        await conn.execute(
+            update(scans).where(scans.c.image_id == job.image_id, scans.c.claimed_by == node).values(claimed_at=now())
+        )
+
+
+async def release_claim(svc: Services, job: ScanJob, node: str) -> None:
+    async with svc.db.write() as conn:
+        await conn.execute(
+            update(scans)
+            .where(scans.c.image_id == job.image_id, scans.c.claimed_by == node)
+            .values(claimed_by=None, claimed_at=None)
+        )
+
+
+async def match_inventory(svc: Services, inventory: Inventory) -> tuple[list[Finding], float | None]:
+    """The findings for `inventory` against the vulnerability database as it is now."""
+    async with svc.db.read() as conn:
+        candidates = await vulndb.candidates(conn, lookup_keys(inventory))
+        known = await vulndb.vulnerabilities(conn, related_ids(c for group in candidates.values() for c in group))
+        updated = await vulndb.source_updated_at(conn)
+    return match(inventory, candidates, known), updated
+
+
+async def _replace_findings(conn: AsyncConnection, image_id: int, found: list[Finding]) -> None:
+    await conn.execute(delete(findings_table).where(findings_table.c.image_id == image_id))
+    if found:
+        await conn.execute(
+            insert(findings_table),
+            [
+                {
+                    "image_id": image_id,
+                    "position": i,
+                    "name": f.name,
+                    "severity": f.severity,
+                    "description": f.description,
+                    "uri": f.uri,
+                    "package_name": f.package_name,
+                    "package_version": f.package_version,
+                    "attributes": json.dumps(f.attributes),
+                }
+                for i, f in enumerate(found)
+            ],
+        )
+
+
+async def complete_scan(
+    svc: Services, job: ScanJob, node: str, inventory: Inventory, found: list[Finding], source_updated_at: float | None
+) -> bool:
+    """Store a finished scan; False when the claim was lost (the image went, or a new scan was asked for)."""
+    unsupported = not inventory.packages
+    async with svc.db.write() as conn:
+        owner = (
+            await conn.execute(
+                select(scans.c.claimed_by).where(scans.c.image_id == job.image_id, scans.c.status == "IN_PROGRESS")
+            )
+        ).first()
+        if owner is None or owner.claimed_by != node:
+            return False
+        values: dict[str, Any] = {"claimed_by": None, "claimed_at": None, "inventory": inventory.to_json()}
+        if unsupported:
+            values |= {"status": "FAILED", "description": UNSUPPORTED_DESCRIPTION}
+        else:
+            await _replace_findings(conn, job.image_id, found)
+            values |= {
+                "status": "COMPLETE",
+                "description": COMPLETE_DESCRIPTION,
+                "completed_at": now(),
+                "source_updated_at": source_updated_at,
+                "severity_counts": json.dumps(severity_counts(found)),
+            }
+        await conn.execute(update(scans).where(scans.c.image_id == job.image_id).values(**values))
+    return True
+
+
+async def fail_scan(svc: Services, job: ScanJob, node: str, description: str) -> None:
+    async with svc.db.write() as conn:
+        await conn.execute(
+            update(scans)
+            .where(scans.c.image_id == job.image_id, scans.c.claimed_by == node, scans.c.status == "IN_PROGRESS")
+            .values(status="FAILED", description=description, claimed_by=None, claimed_at=None)
+        )
+
+
+CONTINUOUS_MARK = "scans.continuous_generation"
+
+
+async def vulndb_changed(svc: Services) -> bool:
+    """True once per vulnerability database import, for exactly one node."""
+    marks = schema.server_values
+    async with svc.db.read() as conn:
+        current = await vulndb.generation(conn)
+        seen = (await conn.execute(select(marks.c.value).where(marks.c.name == CONTINUOUS_MARK))).scalar()
+    if seen is not None and int(seen) >= current:
+        return False
+    if seen is None:
+        return await _first_mark(svc, current)
+    async with svc.db.write() as conn:
+        result = await conn.execute(
+            update(marks).where(marks.c.name == CONTINUOUS_MARK, marks.c.value == seen).values(value=str(current))
+        )
+        return bool(result.rowcount)
+
+
+async def _first_mark(svc: Services, current: int) -> bool:
+    """Set the mark where there is none yet. Every worker starts by finding none: the one whose
+    insert lands acts on this generation, the others (who find it set once they hold the write
+    lock, or whose insert loses the race on a database without one) leave it alone."""
+    marks = schema.server_values
+    try:
+        async with svc.db.write() as conn:
+            present = await conn.execute(select(marks.c.value).where(marks.c.name == CONTINUOUS_MARK))
+            if present.first() is not None:
+                return False
+            await conn.execute(insert(marks).values(name=CONTINUOUS_MARK, value=str(current)))
+    except IntegrityError:
+        return False
+    return current > 0
+
+
+async def continuous_targets(svc: Services) -> list[tuple[int, Inventory]]:
+    """Completed scans of images in repositories that scan continuously, with their inventories."""
+    repos = schema.repositories
+    async with svc.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(scans.c.image_id, scans.c.inventory, repos.c.name, repos.c.account_id, repos.c.region)
+                .join(repos, repos.c.id == scans.c.repository_id)
+                .where(scans.c.status == "COMPLETE", scans.c.inventory.is_not(None))
+            )
+        ).all()
+        configs: dict[tuple[str, str], Any] = {}
+        targets = []
+        for row in rows:
+            key = (row.account_id, row.region)
+            if key not in configs:
+                configs[key] = await registry_scanning(conn, *key)
+            rule = rule_for(configs[key], row.name)
+            if rule is not None and rule["scanFrequency"] == CONTINUOUS_SCAN:
+                targets.append((row.image_id, Inventory.from_json(row.inventory)))
+    return targets
+
+
+async def rematch(svc: Services, image_id: int, inventory: Inventory) -> None:
+    """Match a stored inventory again (continuous scanning), without reading the layers."""
+    found, updated = await match_inventory(svc, inventory)
+    async with svc.db.write() as conn:
+        result = await conn.execute(
+            update(scans)
+            .where(scans.c.image_id == image_id, scans.c.status == "COMPLETE")
+            .values(completed_at=now(), source_updated_at=updated, severity_counts=json.dumps(severity_counts(found)))
+        )
+        if result.rowcount:
+            await _replace_findings(conn, image_id, found)
+
+
+# --- software bills of materials ----------------------------------------------------------------
+
+
+async def _inventory_of(
+    svc: Services, caller: Caller, account_id: str, repository: str, reference: str, action: str
+) -> tuple[Repository, images.StoredImage, Inventory]:
+    async with svc.db.read() as conn:
+        repo = await open_repository(conn, caller, account_id, repository, action)
+        image = await images.find_image(conn, repo, reference)
+        if image is None:
+            raise images.image_not_found(repo, reference)
+        stored = (await conn.execute(select(scans.c.inventory).where(scans.c.image_id == image.id))).scalar()
+    if stored is None:
+        described = {"imageDigest" if reference.startswith("sha256:") else "imageTag": reference}
+        raise ScanNotFoundException(
+            f"Image scan does not exist for the image with '{_describe_id(described)}' in the repository with "
+            f"name '{repo.name}' in the registry with id '{repo.account_id}'"
+        )
+    return repo, image, Inventory.from_json(stored)
+
+
+async def image_sbom(
+    svc: Services, caller: Caller, account_id: str, repository: str, reference: str
+) -> tuple[str, bytes]:
+    """(image digest, CycloneDX JSON) of the inventory the image's latest scan took."""
+    repo, image, inventory = await _inventory_of(
+        svc, caller, account_id, repository, reference, "ecr:DescribeImageScanFindings"
+    )
+    return image.digest, sbom.cyclonedx_json(inventory, repo.name, image.digest)
+
+
+async def attach_sbom(svc: Services, caller: Caller, account_id: str, repository: str, reference: str) -> str:
+    """Push the image's SBOM into its repository as an OCI artifact whose subject is the image, so
+    the referrers API lists it; returns the artifact manifest's digest."""
+    digest, document = await image_sbom(svc, caller, account_id, repository, reference)
+    async with svc.db.read() as conn:
+        repo = await open_repository(conn, caller, account_id, repository, "ecr:PutImage")
+        image = await images.find_image(conn, repo, digest)
+    if image is None:
+        raise images.image_not_found(repo, digest)
+    document_digest = await svc.blobs.put(document)
+    config_digest = await svc.blobs.put(EMPTY_CONFIG)
+    async with svc.db.write() as conn:
+        await core_blobs.link(conn, repo.id, document_digest, len(document))
+        await core_blobs.link(conn, repo.id, config_digest, len(EMPTY_CONFIG))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": sbom.MEDIA_TYPE,
+        "config": {"mediaType": OCI_EMPTY, "digest": config_digest, "size": len(EMPTY_CONFIG)},
+        "layers": [{"mediaType": sbom.MEDIA_TYPE, "digest": document_digest, "size": len(document)}],
+        "subject": {"mediaType": image.media_type, "digest": image.digest, "size": len(image.manifest)},
+        "annotations": {"org.opencontainers.image.created": _rfc3339(now())},
+    }
+    data = json.dumps(manifest, separators=(",", ":")).encode()
+    _, stored = await images.put_manifest(svc, caller, account_id, repository, data, OCI_MANIFEST)
+    return stored.digest
+
+
+def _rfc3339(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the registry's pull gate (administered with `dockyard gate`) -------------------------------
+
+
+async def set_gate(svc: Services, account_id: str, region: str, severity: str | None) -> None:
+    gates = schema.scan_gates
+    async with svc.db.write() as conn:
+        await conn.execute(delete(gates).where(gates.c.account_id == account_id, gates.c.region == region))
+        if severity is not None:
+            await conn.execute(
+                insert(gates).values(account_id=account_id, region=region, severity=severity, updated_at=now())
+            )
+
+
+async def exempt(svc: Services, account_id: str, region: str, digest: str, reason: str | None, on: bool) -> None:
+    table = schema.scan_gate_exemptions
+    async with svc.db.write() as conn:
+        where = (table.c.account_id == account_id, table.c.region == region, table.c.digest == digest)
+        await conn.execute(delete(table).where(*where))
+        if on:
+            await conn.execute(
+                insert(table).values(
+                    account_id=account_id, region=region, digest=digest, reason=reason, created_at=now()
+                )
+            )
+
+
+async def gate_status(svc: Services, account_id: str, region: str) -> dict[str, Any]:
+    gates, table = schema.scan_gates, schema.scan_gate_exemptions
+    async with svc.db.read() as conn:
+        severity = (
+            await conn.execute(
+                select(gates.c.severity).where(gates.c.account_id == account_id, gates.c.region == region)
+            )
+        ).scalar()
+        exemptions = (
+            await conn.execute(
+                select(table.c.digest, table.c.reason)
+                .where(table.c.account_id == account_id, table.c.region == region)
+                .order_by(table.c.digest)
+            )
+        ).all()
+    return {"severity": severity, "exemptions": [{"digest": d, "reason": r} for d, r in exemptions]}
