@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.store.blobs import BlobStore, DigestMismatch, FilesystemBlobStore, UploadBusy, UploadGone
-from dockyard.store.s3_blobs import S3BlobStore
+from dockyard.store.blobs.filesystem import BlobStore, DigestMismatch, FilesystemBlobStore, UploadBusy, UploadGone
+from dockyard.store.blobs.s3 import S3BlobStore
 from tests.support.services import S3Server, s3_server  # noqa: F401 - session fixture
 
 MiB = 1024 * 1024

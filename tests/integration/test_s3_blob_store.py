@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from dockyard.store.s3_blobs import S3BlobStore, parse_s3_url
+from dockyard.store.blobs.s3 import S3BlobStore, parse_s3_url
 from tests.support.services import S3Server, s3_server  # noqa: F401 - session fixture
 
 MiB = 1024 * 1024

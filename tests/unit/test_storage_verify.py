@@ -17,7 +17,7 @@ from dockyard.config import Settings
 from dockyard.core.registry import blobs
 from dockyard.core.services import Services
 from dockyard.store import schema
-from dockyard.store.blobs import FilesystemBlobStore
+from dockyard.store.blobs.filesystem import FilesystemBlobStore
 from dockyard.store.database import upgrade_async
 from dockyard.store.verify import Checkpoint, Pacer, check_blob, open_repair_source, verify_store
 

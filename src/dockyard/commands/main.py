@@ -192,7 +192,7 @@ def serve(
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if blob_store and blob_store.startswith("s3://"):
-        from dockyard.store.s3_blobs import parse_s3_url  # imports aiobotocore: only when asked for
+        from dockyard.store.blobs.s3 import parse_s3_url  # imports aiobotocore: only when asked for
 
         try:
             parse_s3_url(blob_store)

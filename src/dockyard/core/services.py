@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 
 from dockyard.config import Settings
 from dockyard.store import capacity, schema
-from dockyard.store.blobs import BlobStore, FilesystemBlobStore, open_blob_store
+from dockyard.store.blobs.filesystem import BlobStore, FilesystemBlobStore, open_blob_store
 from dockyard.store.database import Database, sqlite_path
 
 

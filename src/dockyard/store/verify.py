@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.services import Services
 from dockyard.store import schema
-from dockyard.store.blobs import BlobStore, DigestMismatch, FilesystemBlobStore
+from dockyard.store.blobs.filesystem import BlobStore, DigestMismatch, FilesystemBlobStore
 
 CHECKPOINT_NAME = "storage-verify-checkpoint.json"
 _CHECKPOINT_VERSION = 1
@@ -347,7 +347,7 @@ def open_repair_source(location: str, *, endpoint_url: str | None = None, region
     """The blob store `--repair-from` names: s3://BUCKET[/PREFIX], or a directory holding a blob
     store (`blobs/` inside it) or a data directory (`storage/blobs/`)."""
     if location.startswith("s3://"):
-        from dockyard.store.s3_blobs import S3BlobStore
+        from dockyard.store.blobs.s3 import S3BlobStore
 
         return S3BlobStore(location, endpoint_url=endpoint_url, region=region)
     root = Path(location.removeprefix("file://"))

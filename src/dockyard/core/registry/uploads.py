@@ -8,7 +8,7 @@ size every acknowledged append reached and the `writer` token naming those bytes
 store. An append holds the store's upload lock from reading the row to recording its result, and
 records it only if the row still says what it read (compare and set); so of two requests racing
 for the same range one is refused (416), and the store never trusts bytes or a running hash that
-the row does not name (dockyard.store.blobs)."""
+the row does not name (dockyard.store.blobs.filesystem)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from dockyard.core.registry.blobs import link, linked_size
 from dockyard.core.registry.repositories import Repository, open_repository
 from dockyard.core.services import Services, now
 from dockyard.store import schema
-from dockyard.store.blobs import Appended, DigestMismatch, UploadBusy, UploadGone
+from dockyard.store.blobs.filesystem import Appended, DigestMismatch, UploadBusy, UploadGone
 
 uploads = schema.uploads
 

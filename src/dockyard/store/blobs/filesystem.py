@@ -404,7 +404,7 @@ def _fsync_dir(path: Path) -> None:
 def open_blob_store(settings: Settings) -> BlobStore:
     """The blob store the settings name: S3-compatible for an s3:// URL, else the data directory."""
     if settings.blob_store and settings.blob_store.startswith("s3://"):
-        from dockyard.store.s3_blobs import S3BlobStore
+        from dockyard.store.blobs.s3 import S3BlobStore
 
         return S3BlobStore(
             settings.blob_store,

@@ -36,7 +36,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from dockyard.store.blobs import (
+from dockyard.store.blobs.filesystem import (
     READ_SIZE,
     Appended,
     DigestMismatch,
@@ -95,7 +95,7 @@ class _State:
 
 
 class S3BlobStore:
-    """The BlobStore interface (dockyard.store.blobs) over one bucket and key prefix."""
+    """The BlobStore interface (dockyard.store.blobs.filesystem) over one bucket and key prefix."""
 
     def __init__(
         self,
