@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.store.blobs.filesystem import BlobStore, DigestMismatch, FilesystemBlobStore, UploadBusy, UploadGone
+from dockyard.store.blobs.filesystem import FilesystemBlobStore
+from dockyard.store.blobs.interface import BlobStore, DigestMismatch, UploadBusy, UploadGone
 from dockyard.store.blobs.s3 import S3BlobStore
 from tests.support.services import S3Server, s3_server  # noqa: F401 - session fixture
 

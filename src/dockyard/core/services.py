@@ -11,7 +11,9 @@ from sqlalchemy import insert, select
 
 from dockyard.config import Settings
 from dockyard.store import capacity, schema
-from dockyard.store.blobs.filesystem import BlobStore, FilesystemBlobStore, open_blob_store
+from dockyard.store.blobs import open_blob_store
+from dockyard.store.blobs.filesystem import FilesystemBlobStore
+from dockyard.store.blobs.interface import BlobStore
 from dockyard.store.database import Database, sqlite_path
 
 

@@ -31,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.services import Services
 from dockyard.store import schema
-from dockyard.store.blobs.filesystem import BlobStore, DigestMismatch, FilesystemBlobStore
+from dockyard.store.blobs.filesystem import FilesystemBlobStore
+from dockyard.store.blobs.interface import BlobStore, DigestMismatch
 
 CHECKPOINT_NAME = "storage-verify-checkpoint.json"
 _CHECKPOINT_VERSION = 1

@@ -51,7 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.services import Services
 from dockyard.store import schema
-from dockyard.store.blobs.filesystem import UploadBusy, UploadGone
+from dockyard.store.blobs.interface import UploadBusy, UploadGone
 
 log = logging.getLogger("dockyard.gc")
 

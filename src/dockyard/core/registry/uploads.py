@@ -34,7 +34,7 @@ from dockyard.core.registry.blobs import link, linked_size
 from dockyard.core.registry.repositories import Repository, open_repository
 from dockyard.core.services import Services, now
 from dockyard.store import schema
-from dockyard.store.blobs.filesystem import Appended, DigestMismatch, UploadBusy, UploadGone
+from dockyard.store.blobs.interface import Appended, DigestMismatch, UploadBusy, UploadGone
 
 uploads = schema.uploads
 

@@ -1,18 +1,10 @@
-"""Content-addressed blob storage.
+"""Blobs on the local file system: the embedded default.
 
-`BlobStore` is the small interface the core uses; `FilesystemBlobStore` is the embedded default.
-A blob becomes visible only after its bytes were hashed, checked against the digest the client
-claimed, flushed to disk and moved into place; callers commit metadata after that.
-
-Two guarantees, whatever requests race on whichever process or node:
-- A blob stored under a digest is exactly the bytes with that digest. The digest is checked over
-  the bytes that are committed, never over bytes a request believes it wrote, and a blob that
-  exists is never replaced (only a damaged one, of the wrong size, by verified bytes).
-- An upload is one ordered stream. The metadata records, for each acknowledged append, the size
-  it reached and a `writer` token naming those bytes; the store trusts a running hash only for the
-  exact (size, writer) it computed it for. On the filesystem, `upload_lock` (flock, which every
-  process on the machine sees and the kernel releases when a process dies) makes one request at a
-  time the writer of an upload, from reading where it stands to recording where it ends."""
+Blobs live under <root>/blobs/<algorithm>/<2 hex>/<hex>, uploads under <root>/uploads/<id>. An
+upload's lock is an flock on its file, which every process on the machine sees and the kernel
+releases when a process dies; its verified bytes are flushed, then hard-linked into place (never
+over a sound blob) and the upload's name removed. The guarantees are the interface's
+(dockyard.store.blobs.interface)."""
 
 from __future__ import annotations
 
@@ -22,99 +14,27 @@ import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import BinaryIO
 
-if TYPE_CHECKING:
-    from dockyard.config import Settings
+from dockyard.store.blobs.interface import (
+    READ_SIZE,
+    Appended,
+    DigestMismatch,
+    RunningHash,
+    StoredFile,
+    UploadBusy,
+    UploadGone,
+    new_writer,
+    split_digest,
+)
 
 # Big enough that hashing and writing run off the event loop in few hops, small enough that
 # memory stays flat whatever the blob size.
 BUFFER_SIZE = 1024 * 1024
 # How much of an upload is written between early writeback requests.
 FLUSH_EVERY = 16 * 1024 * 1024
-READ_SIZE = 256 * 1024
-
-
-class DigestMismatch(Exception):
-    """The uploaded bytes do not hash to the digest the client named."""
-
-
-class UploadGone(Exception):
-    """The upload's bytes are missing or shorter than its recorded size."""
-
-
-class UploadBusy(Exception):
-    """Another request is writing to the upload right now."""
-
-
-def _hex(digest: str) -> tuple[str, str]:
-    algorithm, _, hexpart = digest.partition(":")
-    return algorithm, hexpart
-
-
-@dataclass
-class _Hashing:
-    """A running SHA-256 of an upload's first `offset` bytes, as written by the append `writer`."""
-
-    offset: int
-    writer: str | None = None
-    hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
-
-    def matches(self, offset: int, writer: str | None) -> bool:
-        return self.offset == offset and self.writer == writer
-
-
-@dataclass(frozen=True)
-class Appended:
-    """Where an append left an upload: its size, and the token naming the bytes [0, size)."""
-
-    size: int
-    writer: str | None
-
-
-def new_writer() -> str:
-    return uuid.uuid4().hex
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    """A file the store holds: a blob (named by its digest) or an upload's bytes (by upload id)."""
-
-    name: str
-    size: int
-    # Last status change (a rename into place counts): how garbage collection tells a fresh file.
-    changed_at: float
-
-
-class BlobStore(Protocol):
-    async def start_upload(self, upload_id: str) -> None: ...
-    # Held from reading where an upload stands to recording where an append left it; UploadBusy
-    # when another request holds it, UploadGone when the upload's bytes are gone.
-    def upload_lock(self, upload_id: str) -> AbstractAsyncContextManager[None]: ...
-    # Add `chunks` after the first `offset` bytes, as the append `writer` left them.
-    async def append(
-        self, upload_id: str, offset: int, writer: str | None, chunks: AsyncIterator[bytes]
-    ) -> Appended: ...
-    # DigestMismatch unless the upload's bytes [0, size), as `writer` left them, hash to `digest`.
-    async def verify_upload(self, upload_id: str, size: int, writer: str | None, digest: str) -> None: ...
-    # Make the verified bytes durable under `digest` (never replacing a sound blob); the upload's
-    # bytes may be consumed.
-    async def place_upload(self, upload_id: str, size: int, writer: str | None, digest: str) -> None: ...
-    async def cancel_upload(self, upload_id: str) -> None: ...
-    async def put(self, data: bytes) -> str: ...
-    async def size(self, digest: str) -> int | None: ...
-    def read(self, digest: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]: ...
-    def local_path(self, digest: str) -> Path | None: ...
-    # A URL the client may fetch the blob from itself (a presigned object URL), or None to stream it.
-    async def download_url(self, digest: str) -> str | None: ...
-    async def delete(self, digest: str) -> None: ...
-    async def ping(self) -> None: ...
-    def stored_blobs(self) -> AsyncIterator[StoredFile]: ...
-    def stored_uploads(self) -> AsyncIterator[StoredFile]: ...
-    async def close(self) -> None: ...
 
 
 class FilesystemBlobStore:
@@ -128,10 +48,10 @@ class FilesystemBlobStore:
         self._uploads.mkdir(parents=True, exist_ok=True)
         # Hash state of uploads in progress on this node; another node (or a restart)
         # re-reads the file instead.
-        self._hashing: dict[str, _Hashing] = {}
+        self._hashing: dict[str, RunningHash] = {}
 
     def blob_path(self, digest: str) -> Path:
-        algorithm, hexpart = _hex(digest)
+        algorithm, hexpart = split_digest(digest)
         return self._blobs / algorithm / hexpart[:2] / hexpart
 
     def _upload_path(self, upload_id: str) -> Path:
@@ -151,7 +71,7 @@ class FilesystemBlobStore:
 
     async def start_upload(self, upload_id: str) -> None:
         self._upload_path(upload_id).touch(exist_ok=False)
-        self._hashing[upload_id] = _Hashing(0)
+        self._hashing[upload_id] = RunningHash(0)
 
     @asynccontextmanager
     async def upload_lock(self, upload_id: str) -> AsyncIterator[None]:
@@ -186,7 +106,7 @@ class FilesystemBlobStore:
             # Taken out: the bytes it goes on to hash may be refused.
             state = self._hashing.pop(upload_id, None)
             if state is None or not state.matches(offset, writer):
-                state = _Hashing(0) if offset == 0 else None
+                state = RunningHash(0) if offset == 0 else None
             size = await _copy(chunks, handle, offset, state)
             appended = Appended(size, writer if size == offset else new_writer())
             if state is not None:
@@ -198,7 +118,7 @@ class FilesystemBlobStore:
 
     async def verify_upload(self, upload_id: str, size: int, writer: str | None, digest: str) -> None:
         path = self._upload_path(upload_id)
-        algorithm, expected = _hex(digest)
+        algorithm, expected = split_digest(digest)
         state = self._hashing.get(upload_id)
         try:
             length = path.stat().st_size
@@ -278,7 +198,7 @@ class FilesystemBlobStore:
             yield StoredFile(entry.name, *_size_and_change(entry))
 
 
-async def _copy(chunks: AsyncIterator[bytes], handle: BinaryIO, offset: int, state: _Hashing | None) -> int:
+async def _copy(chunks: AsyncIterator[bytes], handle: BinaryIO, offset: int, state: RunningHash | None) -> int:
     """Write and hash `chunks` in a thread while the next buffer arrives: one buffer in flight,
     so memory stays at two buffers. Writeback to disk starts as the bytes come (`_Flusher`),
     which leaves little for the fsync that makes the blob durable."""
@@ -329,7 +249,7 @@ class _Flusher:
             await self.task
 
 
-def _write(handle: BinaryIO, chunks: list[bytes], state: _Hashing | None) -> None:
+def _write(handle: BinaryIO, chunks: list[bytes], state: RunningHash | None) -> None:
     handle.writelines(chunks)
     if state is not None:
         for chunk in chunks:
@@ -399,20 +319,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def open_blob_store(settings: Settings) -> BlobStore:
-    """The blob store the settings name: S3-compatible for an s3:// URL, else the data directory."""
-    if settings.blob_store and settings.blob_store.startswith("s3://"):
-        from dockyard.store.blobs.s3 import S3BlobStore
-
-        return S3BlobStore(
-            settings.blob_store,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            redirect=settings.s3_redirect,
-            url_lifetime_seconds=settings.layer_url_lifetime_seconds,
-        )
-    if settings.blob_store:
-        return FilesystemBlobStore(Path(settings.blob_store.removeprefix("file://")))
-    return FilesystemBlobStore(settings.blob_root)

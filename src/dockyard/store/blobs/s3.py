@@ -36,15 +36,15 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from dockyard.store.blobs.filesystem import (
+from dockyard.store.blobs.interface import (
     READ_SIZE,
     Appended,
     DigestMismatch,
+    RunningHash,
     StoredFile,
     UploadGone,
-    _Hashing,
-    _hex,
     new_writer,
+    split_digest,
 )
 
 # Parts are this big (S3's minimum is 5 MiB); one part per upload in flight is held in memory.
@@ -116,12 +116,12 @@ class S3BlobStore:
         self._opening = asyncio.Lock()
         # Running hashes of uploads appended on this node, each for the (size, writer) it covers;
         # another node (or a state another append wrote since) re-reads the bytes instead.
-        self._hashing: dict[str, _Hashing] = {}
+        self._hashing: dict[str, RunningHash] = {}
 
     # -- keys and the client ------------------------------------------------------------------
 
     def blob_key(self, digest: str) -> str:
-        algorithm, hexpart = _hex(digest)
+        algorithm, hexpart = split_digest(digest)
         return f"{self.prefix}blobs/{algorithm}/{hexpart}"
 
     def _upload_key(self, upload_id: str, name: str) -> str:
@@ -188,7 +188,7 @@ class S3BlobStore:
 
     async def start_upload(self, upload_id: str) -> None:
         # Nothing to write yet: the empty state is implied.
-        self._hashing[upload_id] = _Hashing(0)
+        self._hashing[upload_id] = RunningHash(0)
 
     @asynccontextmanager
     async def upload_lock(self, upload_id: str) -> AsyncIterator[None]:
@@ -202,7 +202,7 @@ class S3BlobStore:
         buffer = bytearray(await self._tail(upload_id, state))
         hashing = self._hashing.pop(upload_id, None)
         if hashing is None or not hashing.matches(offset, writer):
-            hashing = _Hashing(0) if offset == 0 else None
+            hashing = RunningHash(0) if offset == 0 else None
         mine = _State(list(state.parts), 0, new_writer())
         size = offset
         async for chunk in chunks:
@@ -229,7 +229,7 @@ class S3BlobStore:
         return Appended(size, mine.writer)
 
     async def verify_upload(self, upload_id: str, size: int, writer: str | None, digest: str) -> None:
-        algorithm, expected = _hex(digest)
+        algorithm, expected = split_digest(digest)
         hashing = self._hashing.get(upload_id)
         if hashing is not None and hashing.matches(size, writer) and algorithm == "sha256":
             actual = hashing.hasher.copy().hexdigest()
