@@ -70,8 +70,20 @@ def admin(server: DockyardServer, *args: str, account_id: str | None = None) -> 
     return json.loads(done.stdout) if done.stdout.strip() else None
 
 
+# Root identities made for this test session, per server and account: a root user may hold two
+# access keys, as in IAM, so the modules that need another account share one key.
+_roots: dict[tuple[str, str], Identity] = {}
+
+
 def ensure_account(server: DockyardServer, account_id: str) -> Identity:
     """Account `account_id` on `server`, with a root key made for this test session."""
+    key = (str(server.data_dir), account_id)
+    if key not in _roots:
+        _roots[key] = _make_account(server, account_id)
+    return _roots[key]
+
+
+def _make_account(server: DockyardServer, account_id: str) -> Identity:
     accounts = admin(server, "list-accounts")["Accounts"]
     if account_id not in accounts:
         created = admin(server, "create-account", account_id)["AccessKey"]
