@@ -1,4 +1,4 @@
-"""dockyard.store.verify on a real filesystem blob store and SQLite metadata: each kind of damage
+"""dockyard.core.registry.storage_verify on a real filesystem blob store and SQLite metadata: each kind of damage
 is found, a repair copies only a copy that hashes right, a pass resumes from its checkpoint, and
 reads are held to the rate asked."""
 
@@ -15,11 +15,11 @@ from sqlalchemy import insert
 
 from dockyard.config import Settings
 from dockyard.core.registry import blobs
+from dockyard.core.registry.storage_verify import Checkpoint, Pacer, check_blob, open_repair_source, verify_store
 from dockyard.core.services import Services
 from dockyard.store import schema
 from dockyard.store.blobs.filesystem import FilesystemBlobStore
 from dockyard.store.database import upgrade_async
-from dockyard.store.verify import Checkpoint, Pacer, check_blob, open_repair_source, verify_store
 
 ACCOUNT = "123456789012"
 

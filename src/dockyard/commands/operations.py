@@ -317,7 +317,7 @@ def storage_verify(
     """Re-hash the stored blobs and report missing, wrong-size and corrupted ones (exit status 1
     while any damage is unrepaired). Resumable: a run goes on from where the last one stopped."""
     from dockyard.commands.offline import run_with_services
-    from dockyard.store import verify
+    from dockyard.core.registry import storage_verify as verify
 
     settings = _settings(data_dir, database_url, store)
     checkpoint = verify.Checkpoint(
