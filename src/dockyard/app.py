@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from dockyard.config import Settings, settings_from_json
 from dockyard.core.services import Services
-from dockyard.doors.console import ConsoleDoor
+from dockyard.doors.console.routes import ConsoleDoor
 from dockyard.doors.ecr import EcrDoor
 from dockyard.doors.iam import IdentityDoor
 from dockyard.doors.registry import RegistryDoor

@@ -12,7 +12,7 @@ import pytest
 from dockyard.core.errors import AccessDeniedException
 from dockyard.core.identity.access import Resource, authorize, decide, request_tag_context
 from dockyard.core.identity.caller import Caller, root_caller
-from dockyard.policy import parse_identity_policy
+from dockyard.policy.language import parse_identity_policy
 
 OWNER = "123456789012"
 OTHER = "210987654321"

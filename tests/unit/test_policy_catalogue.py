@@ -7,7 +7,6 @@ import json
 import botocore.session
 import pytest
 
-from dockyard.policy import Principal, Request, evaluate
 from dockyard.policy.actions import (
     ACTIONS,
     action_for_operation,
@@ -16,6 +15,7 @@ from dockyard.policy.actions import (
     repository_arn,
     resource_for,
 )
+from dockyard.policy.evaluate import Principal, Request, evaluate
 from dockyard.policy.managed import MANAGED_POLICIES, get_managed_policy
 
 ACCOUNT = "123456789012"

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from dockyard.policy import Principal, Request, evaluate, parse_identity_policy
 from dockyard.policy.conditions import compile_condition, parse_date, split_operator
+from dockyard.policy.evaluate import Principal, Request, evaluate
+from dockyard.policy.language import parse_identity_policy
 
 ACCOUNT = "123456789012"
 ALICE = Principal.iam_user(ACCOUNT, "alice", "AIDAALICEALICEALICE1")

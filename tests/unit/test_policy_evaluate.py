@@ -8,16 +8,8 @@ from typing import Any
 
 import pytest
 
-from dockyard.policy import (
-    Decision,
-    Policy,
-    Principal,
-    Request,
-    access_denied_message,
-    evaluate,
-    parse_identity_policy,
-    parse_resource_policy,
-)
+from dockyard.policy.evaluate import Decision, Principal, Request, access_denied_message, evaluate
+from dockyard.policy.language import Policy, parse_identity_policy, parse_resource_policy
 from dockyard.policy.managed import get_managed_policy
 
 OWNER = "123456789012"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import timeit
 
-from dockyard.policy import Principal, Request, evaluate, parse_identity_policy, parse_resource_policy
+from dockyard.policy.evaluate import Principal, Request, evaluate
+from dockyard.policy.language import parse_identity_policy, parse_resource_policy
 
 ACCOUNT = "123456789012"
 # Typically 15-30 µs; the margin is for a loaded CI machine (a regression is a factor, not a few µs).

@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dockyard.policy import Decision, Policy, Principal, Request, evaluate, parse_identity_policy, parse_resource_policy
+from dockyard.policy.evaluate import Decision, Principal, Request, evaluate
+from dockyard.policy.language import Policy, parse_identity_policy, parse_resource_policy
 
 OWNER = "111111111111"
 OTHER = "222222222222"

@@ -155,7 +155,8 @@ def test_examples() -> None:
 _PATHOLOGICAL = textwrap.dedent(
     """
     import json, sys, time
-    from dockyard.policy import Principal, Request, evaluate, parse_identity_policy
+    from dockyard.policy.evaluate import Principal, Request, evaluate
+    from dockyard.policy.language import parse_identity_policy
     from dockyard.policy.conditions import compile_condition
     from dockyard.policy.patterns import PatternSet
 

@@ -23,7 +23,7 @@ from dockyard.core.operations import lifecycle
 from dockyard.core.operations.creation_templates import _check_policies
 from dockyard.core.registry.manifests import ManifestError, parse_manifest
 from dockyard.doors.aws_json import ServiceModel, ValidationError
-from dockyard.policy import PolicyError, parse_identity_policy, parse_resource_policy
+from dockyard.policy.language import PolicyError, parse_identity_policy, parse_resource_policy
 
 DEEP = "[" * 100_000
 DEEP_OBJECT = '{"a":' * 50_000 + "1" + "}" * 50_000

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 
 from dockyard.config import Settings
 from dockyard.store import capacity, schema
-from dockyard.store.blobs import open_blob_store
+from dockyard.store.blobs.factory import open_blob_store
 from dockyard.store.blobs.filesystem import FilesystemBlobStore
 from dockyard.store.blobs.interface import BlobStore
 from dockyard.store.database import Database, sqlite_path

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape
 
 import botocore.session
@@ -40,6 +40,13 @@ class QueryValidationError(Exception):
         self.code = VALIDATION_ERROR
         self.message = message
         self.status = 400
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """A request's form-encoded body, read once per request: its Action names the operation (for
+    throttling and audit as for dispatch), the rest are the operation's parameters. A name given
+    twice keeps its last value."""
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
 @lru_cache(maxsize=4)

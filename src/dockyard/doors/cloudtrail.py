@@ -26,6 +26,7 @@ from dockyard.core.services import Services
 from dockyard.doors.aws_auth import authenticate
 from dockyard.doors.aws_json import REQUEST_TOO_LARGE_EXCEPTION, ServiceModel, ValidationError, error_body
 from dockyard.doors.bodies import CLOUDTRAIL_BODY_LIMIT, BodyTooLarge, read_body, refused
+from dockyard.doors.throttle import Throttled
 from dockyard.observe.classify import CLOUDTRAIL_TARGET_PREFIX
 from dockyard.observe.context import report, request_id_of
 
@@ -115,7 +116,7 @@ class CloudTrailDoor:
             return refused(self._error(413, REQUEST_TOO_LARGE_EXCEPTION, exc.message, request_id))
         try:
             caller = await authenticate(self.svc, request, body, ("cloudtrail",))
-        except SignatureError as exc:
+        except (SignatureError, Throttled) as exc:
             error = exc.render("json")
             return self._error(error.status, error.code, error.message, request_id)
         name = target.removeprefix(CLOUDTRAIL_TARGET_PREFIX)

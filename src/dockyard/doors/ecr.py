@@ -26,6 +26,8 @@ from dockyard.doors.aws_auth import authenticate
 from dockyard.doors.aws_json import REQUEST_TOO_LARGE_EXCEPTION, ServiceModel, ValidationError, error_body
 from dockyard.doors.bodies import ECR_BODY_LIMIT, BodyTooLarge, read_body, refused
 from dockyard.doors.ecr_lifecycle import LIFECYCLE_OPERATIONS
+from dockyard.doors.ranges import RangeNotSatisfiable, requested_range
+from dockyard.doors.throttle import Throttled
 from dockyard.observe.context import report, request_id_of
 
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
@@ -328,6 +330,16 @@ def _s3_error(status: int, code: str, message: str) -> Response:
     return Response(body, status, media_type="application/xml")
 
 
+def _invalid_range(exc: RangeNotSatisfiable) -> Response:
+    """S3's answer to a range past the object's end: InvalidRange, naming the range and the size."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        "<Error><Code>InvalidRange</Code><Message>The requested range is not satisfiable</Message>"
+        f"<RangeRequested>{escape(exc.value)}</RangeRequested><ActualObjectSize>{exc.size}</ActualObjectSize></Error>"
+    )
+    return Response(body, 416, headers=exc.headers, media_type="application/xml")
+
+
 class EcrDoor:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
@@ -348,7 +360,7 @@ class EcrDoor:
             return refused(self._error(413, REQUEST_TOO_LARGE_EXCEPTION, exc.message, request_id))
         try:
             caller = await authenticate(self.svc, request, body, ("ecr",))
-        except SignatureError as exc:
+        except (SignatureError, Throttled) as exc:
             error = exc.render("json")
             return self._error(error.status, error.code, error.message, request_id)
         name = target.removeprefix(TARGET_PREFIX)
@@ -370,7 +382,8 @@ class EcrDoor:
         return self._respond(200, self.model.serialize_output(name, result), request_id)
 
     async def download_layer(self, request: Request) -> Response:
-        """GET (or HEAD) of a GetDownloadUrlForLayer URL: the blob's bytes, no signature needed."""
+        """GET (or HEAD) of a GetDownloadUrlForLayer URL: the blob's bytes, no signature needed.
+        A GET answers a Range as the registry door's blob GET does, whatever the blob store."""
         try:
             download = await layers.open_download(self.svc, request.path_params["token"])
         except AccessDeniedException as exc:
@@ -381,13 +394,22 @@ class EcrDoor:
         media_type = "application/octet-stream"
         if request.method == "HEAD":
             return Response(status_code=200, headers=headers, media_type=media_type)
+        requested = request.headers.get("range")
+        try:
+            window = requested_range(requested, download.size)
+        except RangeNotSatisfiable as exc:
+            return _invalid_range(exc)
         # open_download checked a local file's size against the metadata (the server may send a
         # FileResponse's file itself); an object store's bytes are checked as they stream.
+        # FileResponse would answer a Range header itself: it only serves requests without one.
         path = self.svc.blobs.local_path(download.digest)
-        if path is not None:
+        if path is not None and requested is None:
             return FileResponse(path, headers={"Accept-Ranges": "bytes"}, media_type=media_type)
+        start, end = (0, download.size) if window is None else (window.first, window.end)
         try:
-            stream = await blobs.open_stream(self.svc, download.digest, download.size)
+            stream = await blobs.open_stream(self.svc, download.digest, download.size, start, end)
         except DockyardError as exc:
             return _s3_error(404, "NoSuchKey", exc.message)
-        return StreamingResponse(stream, headers=headers, media_type=media_type)
+        if window is None:
+            return StreamingResponse(stream, headers=headers, media_type=media_type)
+        return StreamingResponse(stream, 206, headers=headers | window.headers, media_type=media_type)

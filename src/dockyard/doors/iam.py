@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,8 +20,9 @@ from dockyard.core.identity.caller import Caller
 from dockyard.core.identity.iam_entities import EntityKind
 from dockyard.core.services import Services
 from dockyard.doors.aws_auth import authenticate_signed
-from dockyard.doors.aws_query import REQUEST_TOO_LARGE, QueryModel, QueryValidationError
+from dockyard.doors.aws_query import REQUEST_TOO_LARGE, QueryModel, QueryValidationError, parse_form
 from dockyard.doors.bodies import QUERY_BODY_LIMIT, BodyTooLarge, read_body, refused
+from dockyard.doors.throttle import Throttled
 from dockyard.observe.context import report, request_id_of
 
 CONTENT_TYPE = "text/xml"
@@ -363,19 +363,15 @@ class IdentityDoor:
         except BodyTooLarge as exc:
             # IAM or STS is only known from the body; the two share one error format.
             return refused(self._error(self.iam, 413, REQUEST_TOO_LARGE, exc.message, request_id))
-        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        form = parse_form(body)
         action = form.get("Action", "")
         try:
-            caller, info = await authenticate_signed(self.svc, request, body, ("iam", "sts"))
-        except SignatureError as exc:
+            caller, info = await authenticate_signed(self.svc, request, body, ("iam", "sts"), operation=action)
+        except (SignatureError, Throttled) as exc:
             error = exc.render("query")
             model = self.sts if action in STS_OPERATIONS else self.iam
             return self._error(model, error.status, error.code, error.message, request_id)
         model, operations = (self.sts, STS_OPERATIONS) if info.service == "sts" else (self.iam, IAM_OPERATIONS)
-        if info.service == "iam" and caller.credential_kind == "session-token":
-            # GetSessionToken credentials without MFA may not call IAM at all.
-            error = SignatureError("invalid_token").render("query")
-            return self._error(model, error.status, error.code, error.message, request_id)
         operation = operations.get(action)
         if operation is None:
             return self._error(model, 400, "InvalidAction", INVALID_ACTION, request_id)

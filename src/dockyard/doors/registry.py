@@ -52,6 +52,8 @@ from dockyard.core.registry.manifests import (
 from dockyard.core.services import Services
 from dockyard.doors.bodies import CLOSE, BodyTooLarge, read_body
 from dockyard.doors.origin import with_origin
+from dockyard.doors.ranges import RangeNotSatisfiable, requested_range
+from dockyard.doors.throttle import REGISTRY_THROTTLED_CODE, REGISTRY_THROTTLED_STATUS, Throttled
 from dockyard.observe.context import admit
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
@@ -62,7 +64,6 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRAC
 # Content-Range of a chunk, as the distribution spec writes it ("<first>-<last>"), with the
 # RFC 9110 forms clients also send ("bytes=<first>-<last>", "bytes <first>-<last>/<total>").
 CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
-BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 NUMBER = re.compile(r"[0-9]{1,18}")
 # An SQL LIMIT must stay within int64; no listing gets near this anyway.
 MAX_PAGE = 2**31
@@ -153,7 +154,7 @@ async def authenticate(svc: Services, request: Request) -> tuple[Caller, str]:
         raise RegistryError(401, "UNAUTHORIZED", "Not Authorized", headers=_challenge(svc, request)) from exc
     caller = with_origin(caller, request)
     if not await admit(request, caller, registry_id=account):
-        raise RegistryError(429, "TOOMANYREQUESTS", "Rate exceeded")
+        raise Throttled()
     return caller, account
 
 
@@ -271,36 +272,6 @@ def _content_length(request: Request) -> int | None:
     return int(value) if NUMBER.fullmatch(value) else None
 
 
-def _requested_range(request: Request, size: int) -> tuple[int, int] | None:
-    """The (first, last) byte a blob GET asks for; None for the whole blob. Ranges this registry
-    does not serve (several at once, other units, malformed) are ignored, as RFC 9110 allows."""
-    value = request.headers.get("range")
-    if value is None:
-        return None
-    match = BYTE_RANGE.fullmatch(value.strip())
-    if not match or not (match[1] or match[2]):
-        return None
-    if not match[1]:
-        suffix = int(match[2])
-        if suffix == 0 or size == 0:
-            raise _unsatisfiable(value, size)
-        return max(size - suffix, 0), size - 1
-    first = int(match[1])
-    last = int(match[2]) if match[2] else size - 1
-    if first >= size or last < first:
-        raise _unsatisfiable(value, size)
-    return first, min(last, size - 1)
-
-
-def _unsatisfiable(value: str, size: int) -> RegistryError:
-    return RegistryError(
-        416,
-        "SIZE_INVALID",
-        f"the range {value!r} is not satisfiable: the blob has {size} bytes",
-        headers={"Content-Range": f"bytes */{size}"},
-    )
-
-
 def _manifest_kind(media_type: str) -> str:
     return {
         OCI_INDEX: "OCI index",
@@ -367,6 +338,8 @@ class RegistryDoor:
                 return await handler(request, caller, account)
             except RegistryError as exc:
                 return error_response(exc.status, exc.code, exc.message, exc.detail, exc.headers)
+            except Throttled as exc:
+                return error_response(REGISTRY_THROTTLED_STATUS, REGISTRY_THROTTLED_CODE, exc.message)
             except DockyardError as exc:
                 return _render(exc)
 
@@ -488,27 +461,28 @@ class RegistryDoor:
         if request.method == "DELETE":
             await blobs.unlink_blob(self.svc, caller, account, name, digest)
             return Response(status_code=202, headers=API_VERSION_HEADER)
-        action = "ecr:BatchCheckLayerAvailability" if request.method == "HEAD" else "ecr:GetDownloadUrlForLayer"
         try:
-            return await self._serve_blob(request, caller, account, name, digest, action)
+            return await self._serve_blob(request, caller, account, name, digest)
         except blobs.BlobDamaged as exc:
             # 404, as distribution answers for a blob whose data is gone: the registry cannot serve
             # it, a client retrying (as it would on a 5xx) cannot change that, and a push's HEAD
             # must find it absent so that it uploads the blob again, which repairs it.
             raise RegistryError(404, "BLOB_UNKNOWN", exc.message, {"digest": digest, "damage": exc.damage}) from exc
 
-    async def _serve_blob(
-        self, request: Request, caller: Caller, account: str, name: str, digest: str, action: str
-    ) -> Response:
+    async def _serve_blob(self, request: Request, caller: Caller, account: str, name: str, digest: str) -> Response:
+        # A HEAD is how a push asks which blobs it may skip: ECR's layer check, which keeps the
+        # link it relies on from garbage collection until the manifest is put.
+        head = request.method == "HEAD"
+        action = "ecr:BatchCheckLayerAvailability" if head else "ecr:GetDownloadUrlForLayer"
         # On local files stat_blob checks the file's size against the metadata before anything
         # is sent (the server sends a FileResponse's file itself, unchecked, with pathsend).
-        _, size = await blobs.stat_blob(self.svc, caller, account, name, digest, action)
+        _, size = await blobs.stat_blob(self.svc, caller, account, name, digest, action, refresh_link=head)
         headers = API_VERSION_HEADER | {
             "Docker-Content-Digest": digest,
             "Accept-Ranges": "bytes",
             "ETag": f'"{digest}"',
         }
-        if request.method == "HEAD":
+        if head:
             return Response(
                 status_code=200, headers=headers | {"Content-Length": str(size)}, media_type="application/octet-stream"
             )
@@ -516,14 +490,15 @@ class RegistryDoor:
         if location is not None:
             # As ECR does: the client fetches the layer from the object store, which answers Range itself.
             return Response(status_code=307, headers=headers | {"Location": location})
-        window = _requested_range(request, size)
+        try:
+            window = requested_range(request.headers.get("range"), size)
+        except RangeNotSatisfiable as exc:
+            raise RegistryError(416, "SIZE_INVALID", str(exc), headers=exc.headers) from None
         if window is not None:
-            first, last = window
-            part = {"Content-Range": f"bytes {first}-{last}/{size}", "Content-Length": str(last - first + 1)}
             return StreamingResponse(
-                await blobs.open_stream(self.svc, digest, size, first, last + 1),
+                await blobs.open_stream(self.svc, digest, size, window.first, window.end),
                 206,
-                headers=headers | part,
+                headers=headers | window.headers,
                 media_type="application/octet-stream",
             )
         path = self.svc.blobs.local_path(digest)

@@ -16,6 +16,9 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
+from dockyard.auth.sigv4 import AwsError
+from dockyard.auth.sigv4 import Protocol as AwsProtocol
+
 # The seed: "the throttle for the GetAuthorizationToken action is 1 transaction per second (TPS),
 # with a 50 TPS burst allowed". Every other operation is unlimited unless configured.
 DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {"GetAuthorizationToken": (1.0, 50.0)}
@@ -26,6 +29,25 @@ MAX_BUCKETS = 100_000
 
 
 log = logging.getLogger("dockyard.doors.throttle")
+
+THROTTLED_MESSAGE = "Rate exceeded"
+# The registry API's answer (the AWS doors' is Throttled.render's).
+REGISTRY_THROTTLED_STATUS = 429
+REGISTRY_THROTTLED_CODE = "TOOMANYREQUESTS"
+
+
+class Throttled(Exception):
+    """The caller's account is over its rate for this operation: raised once the caller is known,
+    answered by each door in its protocol's words."""
+
+    def __init__(self) -> None:
+        super().__init__(THROTTLED_MESSAGE)
+        self.message = THROTTLED_MESSAGE
+
+    def render(self, protocol: AwsProtocol) -> AwsError:
+        """ThrottlingException (AWS JSON: ECR, CloudTrail) or Throttling (AWS Query: IAM, STS)."""
+        code = "ThrottlingException" if protocol == "json" else "Throttling"
+        return AwsError(code, self.message, 400)
 
 
 class RateLimiter(Protocol):

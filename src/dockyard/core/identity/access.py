@@ -16,9 +16,9 @@ from dockyard.core.errors import AccessDeniedException
 from dockyard.core.identity import auth_generation  # noqa: F401 - registers the generation bump on every engine
 from dockyard.core.identity.caller import Caller
 from dockyard.core.identity.principals import resource_policy
-from dockyard.policy import Decision, Policy, PolicyError, access_denied_message, evaluate, parse_identity_policy
-from dockyard.policy import Request as PolicyRequest
-from dockyard.policy.evaluate import ContextValue
+from dockyard.policy.evaluate import ContextValue, Decision, access_denied_message, evaluate
+from dockyard.policy.evaluate import Request as PolicyRequest
+from dockyard.policy.language import Policy, PolicyError, parse_identity_policy
 
 ResourcePolicyKind = Literal["repository", "registry", "trust"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dockyard.policy import Policy, Principal
+from dockyard.policy.evaluate import Principal
+from dockyard.policy.language import Policy
 
 # How the request was signed: a long-term access key, GetSessionToken credentials, or the
 # credentials of an assumed-role session. IAM and STS treat the three differently.

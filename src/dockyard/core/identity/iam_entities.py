@@ -36,7 +36,7 @@ from dockyard.core.identity.iam_errors import (
 )
 from dockyard.core.identity.principals import resource_policy
 from dockyard.core.services import Services, now
-from dockyard.policy import PolicyError
+from dockyard.policy.language import PolicyError
 from dockyard.store import schema
 
 EntityKind = Literal["user", "group", "role"]

@@ -34,7 +34,7 @@ from dockyard.core.identity.iam_errors import (
 )
 from dockyard.core.identity.principals import aws_managed_policies, aws_managed_policy
 from dockyard.core.services import Services, now
-from dockyard.policy import PolicyError, parse_identity_policy
+from dockyard.policy.language import PolicyError, parse_identity_policy
 from dockyard.policy.managed import ManagedPolicy
 from dockyard.store import schema
 

@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from dockyard.core.identity.caller import Caller, root_caller
 from dockyard.core.services import Services
-from dockyard.policy import Policy, PolicyError, parse_identity_policy, parse_resource_policy
+from dockyard.policy.language import Policy, PolicyError, parse_identity_policy, parse_resource_policy
 from dockyard.policy.managed import MANAGED_POLICIES, ManagedPolicy, get_managed_policy
 from dockyard.store import schema
 
@@ -72,6 +72,17 @@ class CredentialsRejected(Exception):
     def __init__(self, kind: RejectionKind) -> None:
         super().__init__(kind)
         self.kind: RejectionKind = kind
+
+
+def check_service(caller: Caller, service: str) -> None:
+    """Raise CredentialsRejected unless `caller`'s credentials may call `service` (a SigV4 scope's).
+
+    Credentials from GetSessionToken may call IAM only with MFA information, which this server
+    never puts in them, so IAM refuses them as it refuses a token that is not valid. Within STS
+    they may call AssumeRole and GetCallerIdentity; GetSessionToken refuses them itself
+    (sts.get_session_token), with its own message."""
+    if service == "iam" and caller.credential_kind == "session-token":
+        raise CredentialsRejected("invalid_token")
 
 
 @dataclass(frozen=True)

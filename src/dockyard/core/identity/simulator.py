@@ -20,9 +20,9 @@ from dockyard.core.identity.iam_entities import Entity, EntityKind, find_entity
 from dockyard.core.identity.iam_errors import InvalidInput, NoSuchEntity
 from dockyard.core.identity.principals import SourcedPolicy, resource_policy, sourced_policies
 from dockyard.core.services import Services
-from dockyard.policy import Decision, Policy, PolicyError, evaluate, parse_identity_policy
-from dockyard.policy import Request as PolicyRequest
-from dockyard.policy.evaluate import ContextValue
+from dockyard.policy.evaluate import ContextValue, Decision, evaluate
+from dockyard.policy.evaluate import Request as PolicyRequest
+from dockyard.policy.language import Policy, PolicyError, parse_identity_policy
 
 _ENTITY_ARN = re.compile(r"arn:aws:iam::(\d{12}):(user|group|role)(/(?:.*/)?)([^/]+)")
 _ACCOUNT_ARN = re.compile(r"arn:aws:iam::(\d{12}):root|(\d{12})")

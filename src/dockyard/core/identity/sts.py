@@ -23,8 +23,8 @@ from dockyard.core.identity.iam_entities import find_entity
 from dockyard.core.identity.iam_errors import AccessDenied, MalformedPolicyDocument, ValidationError
 from dockyard.core.identity.principals import token_hash
 from dockyard.core.services import Services
-from dockyard.policy import PolicyError, parse_identity_policy
 from dockyard.policy.evaluate import ContextValue
+from dockyard.policy.language import PolicyError, parse_identity_policy
 from dockyard.store import schema
 
 sessions = schema.sts_sessions

@@ -40,7 +40,7 @@ from dockyard.core.registry.repositories import (
     open_repository,
 )
 from dockyard.core.services import Services, now
-from dockyard.policy import PolicyError, parse_resource_policy
+from dockyard.policy.language import PolicyError, parse_resource_policy
 from dockyard.store import schema
 
 ROOT = "ROOT"

@@ -7,14 +7,14 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.errors import BlobUnknown
 from dockyard.core.identity.caller import Caller
 from dockyard.core.operations.creation_templates import open_for_push
-from dockyard.core.registry.images import open_repository_fast
+from dockyard.core.registry.images import _REPOSITORY_COLUMNS, _THIS_REPOSITORY, _authorized_repository
 from dockyard.core.registry.repositories import Repository, open_repository
 from dockyard.core.services import Services, now
 from dockyard.store import fastread, schema
@@ -27,11 +27,16 @@ Damage = Literal["missing", "size"]
 # Digests whose damage this process has logged already: one warning each, however often it is hit.
 _LOGGED_LIMIT = 10_000
 _logged: set[tuple[str, str]] = set()
-# A blob GET or HEAD: its size and link, if the repository has it (run through store.fastread).
+# A blob GET or HEAD in one indexed read: the repository (absent: no rows), and the blob's size
+# and link if the repository has it (NULLs if not), run through store.fastread.
 _LINK = (
-    select(schema.blobs.c.size, rb.c.linked_at)
-    .join(rb, rb.c.digest == schema.blobs.c.digest)
-    .where(rb.c.repository_id == bindparam("repository_id"), rb.c.digest == bindparam("digest"))
+    select(*_REPOSITORY_COLUMNS, schema.blobs.c.size, rb.c.linked_at)
+    .select_from(
+        schema.repositories.outerjoin(
+            rb, and_(rb.c.repository_id == schema.repositories.c.id, rb.c.digest == bindparam("digest"))
+        ).outerjoin(schema.blobs, schema.blobs.c.digest == rb.c.digest)
+    )
+    .where(_THIS_REPOSITORY)
 )
 
 
@@ -184,18 +189,22 @@ async def keep_link(svc: Services, repo: Repository, digest: str, linked_at: flo
 
 
 async def stat_blob(
-    svc: Services, caller: Caller, account_id: str, repository: str, digest: str, action: str
+    svc: Services, caller: Caller, account_id: str, repository: str, digest: str, action: str, *, refresh_link: bool
 ) -> tuple[Repository, int]:
-    """The size of a blob the repository has, once `caller` may `action` it; two indexed reads."""
-    repo = await open_repository_fast(svc, caller, account_id, repository, action)
-    rows = await fastread.fetch(svc.db, _LINK, {"repository_id": repo.id, "digest": digest})
-    if not rows:
+    """The size of a blob the repository has, once `caller` may `action` it; one indexed read.
+    `refresh_link`: the caller is a push checking what it may skip, so the link is kept (`keep_link`)."""
+    params = {"account": account_id, "region": caller.region, "name": repository, "digest": digest}
+    rows = await fastread.fetch(svc.db, _LINK, params)
+    # Authorised before the blob is looked at: AccessDenied comes before any NotFound.
+    repo = await _authorized_repository(svc, caller, account_id, repository, action, rows)
+    size, linked_at = rows[0][-2:]
+    if size is None:
         raise blob_unknown(repo, digest)
-    size, linked_at = int(rows[0][0]), rows[0][1]
+    size = int(size)
     damaged = local_damage(svc, digest, size)
     if damaged is not None:
         raise damaged
-    if action == "ecr:BatchCheckLayerAvailability":
+    if refresh_link:
         await keep_link(svc, repo, digest, linked_at)
     return repo, size
 

@@ -603,7 +603,7 @@ async def put_image(
     data = manifest_text.encode("utf-8")
     try:
         # ECR's own reading: a manifest must say what it is (mediaType, or imageManifestMediaType).
-        parse_manifest(data, media_type, infer_from_layout=False)
+        parsed = parse_manifest(data, media_type, infer_from_layout=False)
     except ManifestError as exc:
         raise InvalidParameterException(exc.message) from None
     repo, manifest = await image_store.put_manifest(
@@ -616,7 +616,7 @@ async def put_image(
         tag=tag,
         digest=digest,
         refuse_existing=True,
-        infer_from_layout=False,
+        parsed=parsed,
     )
     return {
         "image": {

@@ -96,9 +96,13 @@ async def find_image(conn: AsyncConnection, repo: Repository, reference: str) ->
     return StoredImage(**row._mapping) if row else None
 
 
-def parse(data: bytes, media_type: str | None, infer_from_layout: bool = True) -> Manifest:
+def _check_size(data: bytes) -> None:
     if len(data) > MAX_MANIFEST_SIZE:
         raise ManifestInvalid(f"manifest is {len(data)} bytes, more than the {MAX_MANIFEST_SIZE} allowed")
+
+
+def parse(data: bytes, media_type: str | None, infer_from_layout: bool = True) -> Manifest:
+    _check_size(data)
     try:
         return parse_manifest(data, media_type, infer_from_layout=infer_from_layout)
     except ManifestError as exc:
@@ -118,18 +122,17 @@ async def _missing_blobs(conn: AsyncConnection, repo: Repository, manifest: Mani
     return [d for d in wanted if d not in present]
 
 
-async def _missing_children(conn: AsyncConnection, repo: Repository, manifest: Manifest) -> list[str]:
-    wanted = [m.digest for m in manifest.manifests]
-    if not wanted:
-        return []
-    present = set(
-        (
-            await conn.execute(
-                select(images.c.digest).where(images.c.repository_id == repo.id, images.c.digest.in_(wanted))
-            )
-        ).scalars()
+async def _child_sizes(conn: AsyncConnection, repo: Repository, manifest: Manifest) -> dict[str, int]:
+    """digest -> size of the manifests an index names that the repository holds: one read gives
+    both which children are missing and the sizes an index's imageSizeInBytes comes from."""
+    if not manifest.manifests:
+        return {}
+    rows = await conn.execute(
+        select(images.c.digest, images.c.size).where(
+            images.c.repository_id == repo.id, images.c.digest.in_(manifest.child_digests())
+        )
     )
-    return [d for d in wanted if d not in present]
+    return {row.digest: row.size for row in rows}
 
 
 def _tag_is_immutable(repo_mutability: str, exclusions: str | None, tag: str) -> bool:
@@ -156,13 +159,20 @@ async def put_manifest(
     digest: str | None = None,
     refuse_existing: bool = False,
     infer_from_layout: bool = True,
+    parsed: Manifest | None = None,
 ) -> tuple[Repository, Manifest]:
     """Store a manifest and point `tag` at it.
 
     `digest`, when given, must be the manifest's. `refuse_existing` is PutImage's rule: pushing
     an image that is already there under the same tag (or untagged) is an error. A missing
-    repository that a CREATE_ON_PUSH creation template covers is created first."""
-    manifest = parse(data, media_type, infer_from_layout)
+    repository that a CREATE_ON_PUSH creation template covers is created first. `parsed` is
+    `data` already parsed by the caller (PutImage reads it first, to refuse it in ECR's words):
+    it is used as is, and `media_type` and `infer_from_layout` are then not consulted."""
+    if parsed is None:
+        manifest = parse(data, media_type, infer_from_layout)
+    else:
+        _check_size(data)
+        manifest = parsed
     if digest is not None and digest != manifest.digest:
         raise ImageDigestDoesNotMatchException(
             f"Invalid parameter at 'imageDigest' failed to satisfy constraint: 'Digest {digest} does not "
@@ -182,7 +192,8 @@ async def put_manifest(
                 f"Layers with digests '[{', '.join(missing)}]' required for pushing image into repository with name "
                 f"'{repo.name}' in the registry with id '{repo.account_id}' do not exist"
             )
-        missing = await _missing_children(conn, repo, manifest)
+        child_sizes = await _child_sizes(conn, repo, manifest)
+        missing = [d for d in manifest.child_digests() if d not in child_sizes]
         if missing:
             raise ReferencedImagesNotFoundException(
                 f"Manifests with digests '[{', '.join(missing)}]' required for pushing image into repository with name "
@@ -204,22 +215,19 @@ async def put_manifest(
                 f"Image with digest '{manifest.digest}' {described}already exists in the repository with name "
                 f"'{repo.name}' in registry with id '{repo.account_id}'"
             )
-        if tag is not None and current_tag_image is not None and current_tag_image != existing:
-            mutability, exclusions = (
-                await conn.execute(
-                    select(
-                        schema.repositories.c.image_tag_mutability,
-                        schema.repositories.c.tag_mutability_exclusions,
-                    ).where(schema.repositories.c.id == repo.id)
-                )
-            ).one()
-            if _tag_is_immutable(mutability, exclusions, tag):
-                raise ImageTagAlreadyExistsException(
-                    f"The image tag '{tag}' already exists in the '{repo.name}' repository and cannot be "
-                    "overwritten because the tag is immutable."
-                )
+        # Moving a tag to another image; `repo` was read in this write transaction, so its tag
+        # mutability settings are current.
+        if (
+            tag is not None
+            and current_tag_image not in (None, existing)
+            and _tag_is_immutable(repo.image_tag_mutability, repo.tag_mutability_exclusions, tag)
+        ):
+            raise ImageTagAlreadyExistsException(
+                f"The image tag '{tag}' already exists in the '{repo.name}' repository and cannot be "
+                "overwritten because the tag is immutable."
+            )
         if existing is None:
-            existing = await _insert_image(svc, conn, repo, manifest, data)
+            existing = await _insert_image(svc, conn, repo, manifest, data, child_sizes)
             await scan_hooks.queue_scan_on_push(conn, repo, manifest, existing)
         if tag is not None and current_tag_image != existing:
             if current_tag_image is None:
@@ -235,7 +243,9 @@ async def put_manifest(
     return repo, manifest
 
 
-async def _insert_image(svc: Services, conn: AsyncConnection, repo: Repository, manifest: Manifest, data: bytes) -> int:
+async def _insert_image(
+    svc: Services, conn: AsyncConnection, repo: Repository, manifest: Manifest, data: bytes, child_sizes: dict[str, int]
+) -> int:
     count = (await conn.execute(select(repos.c.image_count).where(repos.c.id == repo.id))).scalar_one()
     if count >= svc.settings.limits.images_per_repository:
         raise LimitExceededException(
@@ -250,7 +260,7 @@ async def _insert_image(svc: Services, conn: AsyncConnection, repo: Repository, 
                 media_type=manifest.media_type,
                 artifact_type=manifest.artifact_type,
                 subject_digest=manifest.subject.digest if manifest.subject else None,
-                size=manifest.image_size(await _child_sizes(conn, repo, manifest)),
+                size=manifest.image_size(child_sizes),
                 manifest=data,
                 pushed_at=now(),
             )
@@ -266,17 +276,6 @@ async def _insert_image(svc: Services, conn: AsyncConnection, repo: Repository, 
             [{"image_id": image_id, "digest": d, "kind": k} for d, k in references.items()],
         )
     return image_id
-
-
-async def _child_sizes(conn: AsyncConnection, repo: Repository, manifest: Manifest) -> dict[str, int]:
-    if not manifest.manifests:
-        return {}
-    rows = await conn.execute(
-        select(images.c.digest, images.c.size).where(
-            images.c.repository_id == repo.id, images.c.digest.in_(manifest.child_digests())
-        )
-    )
-    return {row.digest: row.size for row in rows}
 
 
 # A manifest GET in one statement: the repository (with what authorising the pull needs), the

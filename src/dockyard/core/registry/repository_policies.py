@@ -19,7 +19,7 @@ from dockyard.core.identity.access import Resource, authorize, decide, registry_
 from dockyard.core.identity.caller import Caller
 from dockyard.core.registry.repositories import Repository, open_repository, repos
 from dockyard.core.services import Services, now
-from dockyard.policy import Policy, PolicyError, parse_resource_policy
+from dockyard.policy.language import Policy, PolicyError, parse_resource_policy
 from dockyard.policy.text import ecr_policy_text
 from dockyard.store import schema
 

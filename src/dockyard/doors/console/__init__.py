@@ -1,5 +1,1 @@
-"""The web console door: server-rendered HTML under /console (see routes.py)."""
-
-from dockyard.doors.console.routes import ConsoleDoor
-
-__all__ = ["ConsoleDoor"]
+"""The web console door: server-rendered HTML under /console (ConsoleDoor in routes.py)."""

@@ -15,7 +15,7 @@ from dockyard.doors.console import statements
 from dockyard.doors.console.repository import SECTION, refused, repository_of, tab, tab_path
 from dockyard.doors.console.statements import StatementError, StatementForm
 from dockyard.doors.console.web import ErrorView, Page, Visit, error_status, repository_url, see_other
-from dockyard.policy import PolicyError, parse_resource_policy
+from dockyard.policy.language import PolicyError, parse_resource_policy
 
 # --- Permissions --------------------------------------------------------------------------------
 
