@@ -7,10 +7,8 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -20,6 +18,9 @@ from dockyard.core.errors import StorageBusy
 from dockyard.store import capacity
 from dockyard.store.group_commit import FileLock, GroupCommitWriter, WriteLockTimeout
 from dockyard.store.holders import describe_holders
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The PostgreSQL advisory lock every write transaction takes (any constant both sides agree on:
@@ -185,6 +186,9 @@ def probe_write_lock(path: Path, timeout_ms: int) -> None:
 
 
 def alembic_config(url: str) -> Config:
+    # Imported here: a worker serves requests without ever migrating, and alembic costs ~12 MiB.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["url"] = url
@@ -198,6 +202,8 @@ def upgrade(url: str) -> None:
     path = sqlite_path(url)
     if path is not None:
         probe_write_lock(path, BUSY_TIMEOUT_MS)
+    from alembic import command
+
     command.upgrade(alembic_config(url), "head")
 
 
