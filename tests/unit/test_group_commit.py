@@ -174,3 +174,42 @@ async def test_a_batch_the_database_rolled_back_fails_every_transaction_in_it(tm
         await conn.execute(text("INSERT INTO t VALUES ('after', 1)"))
     assert await rows(db) == {"after": 1}
     await db.close()
+
+
+async def test_a_request_cancelled_in_its_transaction_strands_nobody(tmp_path: Path) -> None:
+    """A cancelled request leaves its connection in an unknown state, so the batch it shared is
+    lost: every transaction in it hears so (nothing is acknowledged that was not stored), none
+    waits for ever, and the writer goes on."""
+    db = await make_db(tmp_path / "db.sqlite")
+    inside, release, second_inside = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t VALUES ('first', 1)"))
+            inside.set()
+            await release.wait()
+
+    async def second() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t VALUES ('second', 1)"))
+            second_inside.set()
+            await asyncio.Event().wait()
+
+    one = asyncio.create_task(first())
+    await inside.wait()
+    two = asyncio.create_task(second())
+    while db._writes._waiting == 0:
+        await asyncio.sleep(0)
+    release.set()
+    await second_inside.wait()
+    two.cancel()
+    results = await asyncio.wait_for(asyncio.gather(one, two, return_exceptions=True), 30)
+    stored = await rows(db)
+    assert isinstance(results[1], asyncio.CancelledError)
+    # The first either committed before the second joined, or heard that its batch was lost.
+    assert ("first" in stored) == (results[0] is None)
+    assert "second" not in stored
+    async with db.write() as conn:
+        await conn.execute(text("INSERT INTO t VALUES ('after', 1)"))
+    assert "after" in await rows(db)
+    await db.close()

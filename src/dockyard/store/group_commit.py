@@ -6,7 +6,11 @@ request pay for a lock hand-over and a flush to disk. Here a request's transacti
 savepoint inside a transaction that stays open while other requests of this process are waiting
 their turn; the last of them commits, and every one of them hears that its changes are durable
 only then. What a request observes is unchanged: its statements run alone, in order, each seeing
-everything before it, and it returns once its changes are committed and on disk.
+everything before it, and it returns once its changes are committed and on disk. What a failure
+takes back is the one thing that grows: a transaction that fails takes back only its own changes,
+but when the connection itself is lost (the database rolled the whole transaction back, as SQLite
+does on a full disk, or a request was cancelled mid-statement) every transaction of the batch is
+told it failed. Nothing is ever acknowledged that was not stored.
 
 Across processes on one machine, SQLite writers queue on a file lock (`flock`) before they ask
 for SQLite's own, so a waiting process is woken the moment the lock is free rather than polling
@@ -135,12 +139,13 @@ class GroupCommitWriter:
             finally:
                 # Nobody else to join this commit (or enough have), or the batch's transaction is
                 # lost: end the batch now.
+                # Shielded: the others in the batch wait for its end even if this request is cancelled.
                 if batch.lost is not None:
                     self._batch = None
-                    await self._abandon(batch)
+                    await asyncio.shield(self._abandon(batch))
                 elif self._waiting == 0 or batch.members >= MAX_BATCH:
                     self._batch = None
-                    await self._commit(batch)
+                    await asyncio.shield(self._commit(batch))
         finally:
             _inside.reset(token)
             self._turn.release()
@@ -170,7 +175,7 @@ class GroupCommitWriter:
         async with self._turn:
             if self._batch is not None and self._waiting == 0:
                 batch, self._batch = self._batch, None
-                await self._commit(batch)
+                await asyncio.shield(self._commit(batch))
 
     async def _open(self) -> _Batch:
         fd = await self._lock.acquire(self._lock_timeout) if self._lock is not None else None
