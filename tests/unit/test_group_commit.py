@@ -213,3 +213,20 @@ async def test_a_request_cancelled_in_its_transaction_strands_nobody(tmp_path: P
         await conn.execute(text("INSERT INTO t VALUES ('after', 1)"))
     assert "after" in await rows(db)
     await db.close()
+
+
+async def test_a_task_started_inside_a_transaction_waits_its_turn(tmp_path: Path) -> None:
+    """Only the same task opening a second transaction is refused: a task it starts (to write
+    something later, say) is another writer, and runs once the first transaction is done."""
+    db = await make_db(tmp_path / "db.sqlite")
+
+    async def later() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t VALUES ('later', 1)"))
+
+    async with db.write() as conn:
+        await conn.execute(text("INSERT INTO t VALUES ('now', 1)"))
+        task = asyncio.create_task(later())
+    await asyncio.wait_for(task, 30)
+    assert set(await rows(db)) == {"now", "later"}
+    await db.close()

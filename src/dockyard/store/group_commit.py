@@ -19,7 +19,6 @@ in SQLite's busy handler (which sleeps up to 100 ms between tries)."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import fcntl
 import os
 import threading
@@ -34,8 +33,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 # A batch commits after this many transactions even while more are waiting, so that the first
 # of them is not kept waiting for its commit by a steady stream of others.
 MAX_BATCH = 32
-
-_inside = contextvars.ContextVar("inside_write_transaction", default=False)
 
 
 class NestedWriteError(RuntimeError):
@@ -107,18 +104,20 @@ class GroupCommitWriter:
         self._turn = asyncio.Lock()
         self._waiting = 0
         self._batch: _Batch | None = None
+        # The task whose transaction runs now (a task it starts is another, and waits its turn).
+        self._owner: asyncio.Task[object] | None = None
 
     def _bind(self) -> None:
         # Offline commands may run several event loops one after another with one Database.
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
-            self._loop, self._turn, self._waiting, self._batch = loop, asyncio.Lock(), 0, None
+            self._loop, self._turn, self._waiting, self._batch, self._owner = loop, asyncio.Lock(), 0, None, None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        if _inside.get():
-            raise NestedWriteError("a write transaction cannot be opened inside another")
         self._bind()
+        if self._owner is not None and self._owner is asyncio.current_task():
+            raise NestedWriteError("a write transaction cannot be opened inside another")
         self._waiting += 1
         try:
             await self._turn.acquire()
@@ -128,7 +127,7 @@ class GroupCommitWriter:
             raise
         finally:
             self._waiting -= 1
-        token = _inside.set(True)
+        self._owner = asyncio.current_task()
         try:
             batch = self._batch or await self._open()
             self._batch = batch
@@ -147,7 +146,7 @@ class GroupCommitWriter:
                     self._batch = None
                     await asyncio.shield(self._commit(batch))
         finally:
-            _inside.reset(token)
+            self._owner = None
             self._turn.release()
         await asyncio.shield(batch.done)
 
