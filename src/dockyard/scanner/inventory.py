@@ -4,10 +4,14 @@ its merged filesystem.
 - OS: /etc/os-release (or /usr/lib/os-release), else /etc/debian_version or /etc/alpine-release.
 - dpkg: /var/lib/dpkg/status and the per-package files of /var/lib/dpkg/status.d (distroless).
 - apk: /lib/apk/db/installed (and /usr/lib/apk/db/installed).
-- rpm: rpmdb.sqlite under /var/lib/rpm or /usr/lib/sysimage/rpm.
+- rpm: under /var/lib/rpm or /usr/lib/sysimage/rpm, rpmdb.sqlite, else Packages.db (NDB), else
+  Packages (Berkeley DB), the order rpm itself prefers them in when an image has more than one.
 - Python: *.dist-info/METADATA and *.egg-info (PKG-INFO), wherever they are.
 - npm: node_modules/<name>/package.json, package-lock.json and node_modules/.package-lock.json.
 - Go: the build information of Go executables (toolchain and modules).
+- Maven: META-INF/maven/*/*/pom.properties in jar, war and ear archives, nested ones too.
+- RubyGems: specifications/*.gemspec (and specifications/default/) of every gem directory.
+- Packagist: vendor/composer/installed.json, as Composer 1 and 2 write it.
 
 OS packages are matched by their source package (dpkg Source, apk origin), as the distributions
 publish their advisories, so one finding covers all binary packages built from one source.
@@ -20,7 +24,7 @@ import os
 import re
 import shlex
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
@@ -29,7 +33,7 @@ from packageurl import PackageURL
 from packaging.metadata import parse_email
 from packaging.utils import canonicalize_name
 
-from dockyard.scanner import rpmdb
+from dockyard.scanner import java, rpmdb
 from dockyard.scanner.gobuild import GoBuildInfo, read_build_info
 from dockyard.scanner.layers import Entry, FileView, Handler, Layer, read_capped, read_layers
 
@@ -43,9 +47,19 @@ ALPINE_RELEASE = "etc/alpine-release"
 DPKG_STATUS = "var/lib/dpkg/status"
 DPKG_STATUS_DIR = "var/lib/dpkg/status.d/"
 APK_INSTALLED = ("lib/apk/db/installed", "usr/lib/apk/db/installed")
-RPM_SQLITE = ("var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite")
+_RPM_DIRS = ("var/lib/rpm", "usr/lib/sysimage/rpm")
+RPM_SQLITE = tuple(f"{d}/rpmdb.sqlite" for d in _RPM_DIRS)
+RPM_NDB = tuple(f"{d}/Packages.db" for d in _RPM_DIRS)
+RPM_BDB = tuple(f"{d}/Packages" for d in _RPM_DIRS)
+RPM_DATABASES: tuple[tuple[str, Callable[[str], list[rpmdb.RpmPackage]]], ...] = (
+    *((p, rpmdb.read_sqlite_rpmdb) for p in RPM_SQLITE),
+    *((p, rpmdb.read_ndb_rpmdb) for p in RPM_NDB),
+    *((p, rpmdb.read_bdb_rpmdb) for p in RPM_BDB),
+)
 _PYTHON_METADATA = re.compile(r"(?:^|/)[^/]+\.(?:dist-info/METADATA|egg-info/PKG-INFO|egg-info)$")
 _NPM_MANIFEST = re.compile(r"(?:^|/)node_modules/(?:@[^/]+/)?[^/@.][^/]*/package\.json$")
+_GEMSPEC = re.compile(r"(?:^|/)specifications/(?:default/)?[^/]+\.gemspec$")
+_COMPOSER_INSTALLED = re.compile(r"(?:^|/)vendor/composer/installed\.json$")
 _NPM_LOCK = re.compile(r"(?:^|/)(?:package-lock\.json|node_modules/\.package-lock\.json)$")
 
 
@@ -65,7 +79,7 @@ class Package:
 
     name: str
     version: str
-    kind: str  # dpkg, apk, rpm, python, npm, go
+    kind: str  # dpkg, apk, rpm, python, npm, go, maven, gem, composer
     ecosystem: str
     release: str = ""
     source_name: str | None = None
@@ -104,6 +118,14 @@ def _purl_parts(package: Package, os: OperatingSystem | None) -> tuple[str, str 
     if package.kind == "go":
         namespace, _, name = package.name.rpartition("/")
         return "golang", namespace or None, name
+    if package.kind == "maven":
+        group, _, artifact = package.name.partition(":")
+        return "maven", group, artifact
+    if package.kind == "gem":
+        return "gem", None, package.name
+    if package.kind == "composer":
+        vendor_name, _, name = package.name.partition("/")
+        return "composer", vendor_name, name
     namespace, _, name = package.name.rpartition("/")  # npm: "@scope/name"
     return "npm", namespace or None, name
 
@@ -146,12 +168,16 @@ class Selector:
             return read_capped(MAX_SMALL_FILE)
         if path == DPKG_STATUS or path in APK_INSTALLED or _NPM_LOCK.search(path):
             return read_capped(MAX_DATABASE_FILE)
+        if _COMPOSER_INSTALLED.search(path):
+            return read_capped(MAX_DATABASE_FILE)
         if path.startswith(DPKG_STATUS_DIR) and not path.endswith(".md5sums"):
             return read_capped(MAX_SMALL_FILE)
-        if path in RPM_SQLITE:
+        if path in RPM_SQLITE or path in RPM_NDB or path in RPM_BDB:
             return self._spool
-        if _PYTHON_METADATA.search(path) or _NPM_MANIFEST.search(path):
+        if _PYTHON_METADATA.search(path) or _NPM_MANIFEST.search(path) or _GEMSPEC.search(path):
             return read_capped(MAX_SMALL_FILE)
+        if java.ARCHIVE_NAME.search(path):
+            return java.read_java_archive
         if member.isreg() and member.mode & 0o111 and member.size >= MIN_EXECUTABLE_SIZE:
             return read_build_info
         return None
@@ -181,7 +207,7 @@ def inventory_of(layers: Iterable[Layer], spool_dir: str) -> Inventory:
 def collect(view: FileView) -> Inventory:
     os_info = operating_system(view)
     inventory = Inventory(os_info)
-    for collector in (_dpkg, _apk, _rpm, _python, _npm, _go):
+    for collector in (_dpkg, _apk, _rpm, _python, _npm, _go, _maven, _gems, _composer):
         inventory.packages.extend(collector(view, os_info, inventory.notes))
     return inventory
 
@@ -321,12 +347,12 @@ def _apk(view: FileView, os_info: OperatingSystem | None, notes: list[str]) -> I
 
 def _rpm(view: FileView, os_info: OperatingSystem | None, notes: list[str]) -> Iterator[Package]:
     ecosystem, release = _os_ecosystem(os_info, "Red Hat")
-    for path in RPM_SQLITE:
+    for path, reader in RPM_DATABASES:
         entry = view.resolve(path)
         if entry is None or not isinstance(entry.value, str):
             continue
         try:
-            found = rpmdb.read_sqlite_rpmdb(entry.value)
+            found = reader(entry.value)
         except ValueError as exc:
             notes.append(f"/{path}: {exc}")
             continue
@@ -418,3 +444,54 @@ def _go(view: FileView, os_info: OperatingSystem | None, notes: list[str]) -> It
         for module in modules:
             if module.version and module.version != "(devel)":
                 yield Package(module.path, module.version.removeprefix("v"), "go", "Go", **where)
+
+
+def _maven(view: FileView, os_info: OperatingSystem | None, notes: list[str]) -> Iterator[Package]:
+    for entry in sorted(view.files(), key=lambda e: e.path):
+        archive = entry.value
+        if not isinstance(archive, java.JavaArchive):
+            continue
+        notes.extend(f"/{entry.path}: {note}" for note in archive.notes)
+        for artifact in archive.artifacts:
+            path = f"/{entry.path}!/{artifact.inner_path}" if artifact.inner_path else f"/{entry.path}"
+            name = f"{artifact.group_id}:{artifact.artifact_id}"  # as OSV names Maven packages
+            yield Package(name, artifact.version, "maven", "Maven", path=path, layer=entry.layer)
+
+
+# `s.name = "rake".freeze`, `s.version = "13.0.6"` (or `Gem::Version.new("13.0.6")`), as RubyGems
+# writes installed specifications.
+_GEMSPEC_FIELD = re.compile(
+    r"^\s*\w+\.(name|version)\s*=\s*(?:Gem::Version\.new\(\s*)?([\"'])([^\"'\n]+)\2", re.MULTILINE
+)
+
+
+def _gems(view: FileView, os_info: OperatingSystem | None, notes: list[str]) -> Iterator[Package]:
+    for entry in sorted(view.files(), key=lambda e: e.path):
+        text = _text(entry) if _GEMSPEC.search(entry.path) else None
+        if text is None:
+            continue
+        fields: dict[str, str] = {}
+        for found in _GEMSPEC_FIELD.finditer(text):
+            fields.setdefault(found.group(1), found.group(3))
+        if "name" in fields and "version" in fields:
+            yield Package(
+                fields["name"], fields["version"], "gem", "RubyGems", path="/" + entry.path, layer=entry.layer
+            )
+        else:
+            notes.append(f"/{entry.path}: no gem name and version found")
+
+
+def _composer(view: FileView, os_info: OperatingSystem | None, notes: list[str]) -> Iterator[Package]:
+    for entry in sorted(view.files(), key=lambda e: e.path):
+        if not _COMPOSER_INSTALLED.search(entry.path):
+            continue
+        data = _json(entry)
+        # Composer 2: {"packages": [...], ...}; Composer 1: the list itself.
+        packages = data.get("packages") if isinstance(data, dict) else data
+        if not isinstance(packages, list):
+            notes.append(f"/{entry.path}: not a Composer installed.json")
+            continue
+        for info in packages:
+            if isinstance(info, dict) and isinstance(info.get("name"), str) and isinstance(info.get("version"), str):
+                yield Package(info["name"], info["version"], "composer", "Packagist", path="/" + entry.path,
+                              layer=entry.layer)  # fmt: skip
