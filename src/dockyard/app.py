@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await svc.load_token_secret()
         ops.start()
-        scan_worker = ScanWorker(svc)
+        scan_worker = ScanWorker(svc, ops.trail)
         scan_worker.start()
         yield
         await scan_worker.stop()

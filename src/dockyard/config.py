@@ -10,6 +10,8 @@ from typing import Any
 
 DEFAULT_ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
+# OSV's public bucket of per-ecosystem archives (<URL>/<ECOSYSTEM>/all.zip).
+DEFAULT_VULNDB_URL = "https://osv-vulnerabilities.storage.googleapis.com"
 # DOCKYARD_LIMIT_<NAME> overrides a service limit, e.g. DOCKYARD_LIMIT_IMAGES_PER_REPOSITORY=10000.
 LIMIT_ENV_PREFIX = "DOCKYARD_LIMIT_"
 
@@ -86,8 +88,17 @@ class Settings:
     token_lifetime_seconds: int = 12 * 3600
     # How long a GetDownloadUrlForLayer URL works (ECR's pre-signed layer URLs last an hour).
     layer_url_lifetime_seconds: int = 3600
+    # Vulnerability data older than this shows as stale in scan results and the console.
+    vulndb_max_age_days: float = 7.0
+    # The pull gate on an image that could not be scanned for want of vulnerability data: refuse or allow.
+    scan_gate_missing_data: str = "refuse"
     limits: Limits = field(default_factory=Limits.from_environment)
     operations: Operations = field(default_factory=Operations)
+    # Where the scheduled vulnerability data refresh downloads from, which ecosystems (empty: every
+    # one the scanner reads), and how often (0: never, for air-gapped sites that import archives).
+    vulndb_url: str = DEFAULT_VULNDB_URL
+    vulndb_ecosystems: list[str] = field(default_factory=list)
+    vulndb_update_interval_seconds: float = 86400.0
 
     @property
     def scheme(self) -> str:

@@ -384,3 +384,56 @@ def console_sign_in_event(
     event["recipientAccountId"] = account_id
     event["eventCategory"] = "Management"
     return event
+
+
+IMAGE_SCAN_DETAIL_TYPE = "ECR Image Scan"
+
+
+def image_scan_event(
+    account_id: str,
+    region: str,
+    repository: str,
+    digest: str,
+    tags: list[str],
+    status: str,
+    severity_counts: dict[str, int],
+    moment: float,
+) -> dict[str, Any]:
+    """A finished (or continuously re-evaluated) basic scan, recorded as a service event that carries
+    the EventBridge event ECR sends for it ("ECR Image Scan") as its serviceEventDetails."""
+    arn = f"arn:aws:ecr:{region}:{account_id}:repository/{repository}"
+    event_id = new_ordered_id()
+    detail: dict[str, Any] = {"scan-status": status, "repository-name": repository}
+    if status == "COMPLETE":
+        detail["finding-severity-counts"] = dict(severity_counts)
+    detail |= {"image-digest": digest, "image-tags": list(tags)}
+    return {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": {"accountId": account_id, "invokedBy": INTERNAL},
+        "eventTime": event_time(moment),
+        "eventSource": ECR_SOURCE,
+        "eventName": IMAGE_SCAN_DETAIL_TYPE,
+        "awsRegion": region,
+        "sourceIPAddress": INTERNAL,
+        "userAgent": INTERNAL,
+        "requestParameters": None,
+        "responseElements": None,
+        "eventID": event_id,
+        "readOnly": True,
+        "resources": [{"accountId": account_id, "type": "AWS::ECR::Repository", "ARN": arn}],
+        "eventType": "AwsServiceEvent",
+        "managementEvent": True,
+        "recipientAccountId": account_id,
+        "serviceEventDetails": {
+            "version": "0",
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, event_id)),
+            "detail-type": IMAGE_SCAN_DETAIL_TYPE,
+            "source": "aws.ecr",
+            "account": account_id,
+            "time": event_time(moment),
+            "region": region,
+            "resources": [arn],
+            "detail": detail,
+        },
+        "eventCategory": "Management",
+    }

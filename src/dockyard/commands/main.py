@@ -17,6 +17,7 @@ from dockyard.commands.scanning import gate, sbom, vulndb
 from dockyard.config import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
+    DEFAULT_VULNDB_URL,
     Operations,
     Settings,
     env_root_key,
@@ -28,6 +29,7 @@ from dockyard.core.identity import accounts
 from dockyard.core.services import Services
 from dockyard.observe import listener
 from dockyard.store.database import upgrade
+from dockyard.vulndb.update import parse_ecosystems
 
 
 @click.group()
@@ -153,7 +155,43 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, path: Path | N
     help="HOST:PORT of the Prometheus /metrics listener, apart from the public port ('off' to disable); "
     "it names every repository, so keep it private",
 )
+@click.option(
+    "--vulndb-max-age",
+    "vulndb_max_age_days",
+    envvar="DOCKYARD_VULNDB_MAX_AGE",
+    type=click.FloatRange(min=0),
+    default=7.0,
+    show_default=True,
+    help="Days after which vulnerability data counts as stale (shown in scan results and the console)",
+)
+@click.option(
+    "--scan-gate-missing-data",
+    type=click.Choice(["refuse", "allow"]),
+    default="refuse",
+    show_default=True,
+    help="What the pull gate does with an image that could not be scanned for want of vulnerability data",
+)
 @operations_options
+@click.option(
+    "--vulndb-url",
+    default=DEFAULT_VULNDB_URL,
+    show_default=True,
+    help="where the scheduled refresh downloads OSV's archives (<URL>/<ECOSYSTEM>/all.zip); "
+    "a mirror's URL for air-gapped sites",
+)
+@click.option(
+    "--vulndb-ecosystems",
+    default="",
+    help="comma-separated OSV ecosystems to keep up to date  [default: every one the scanner reads]",
+)
+@click.option(
+    "--vulndb-update-interval",
+    type=float,
+    default=86400.0,
+    show_default=True,
+    help="seconds between refreshes of the vulnerability data, one node at a time (0: never; "
+    "`dockyard vulndb update` or `import` only)",
+)
 @click.option(
     "--config",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -182,7 +220,12 @@ def serve(
     server: server_module.ServerName,
     log_level: str,
     metrics_address: tuple[str, int] | None,
+    vulndb_max_age_days: float,
+    scan_gate_missing_data: str,
     operations: Operations,
+    vulndb_url: str,
+    vulndb_ecosystems: str,
+    vulndb_update_interval: float,
 ) -> None:
     """Start the registry, the ECR API and the console on one port (Prometheus metrics on another).
 
@@ -213,7 +256,12 @@ def serve(
         s3_region=s3_region,
         s3_redirect=s3_redirect,
         redis_url=redis_url,
+        vulndb_max_age_days=vulndb_max_age_days,
+        scan_gate_missing_data=scan_gate_missing_data,
         operations=operations,
+        vulndb_url=vulndb_url,
+        vulndb_ecosystems=parse_ecosystems([vulndb_ecosystems]),
+        vulndb_update_interval_seconds=max(0.0, vulndb_update_interval),
     )
     log_config = prepare_runtime(settings, workers, log_level)
     prepare(settings)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from dockyard.core.scanning import scans
 from dockyard.core.scanning.scan_hooks import EXEMPT_TAG_PREFIX, GATE_OFF, GATE_SEVERITIES
 from dockyard.vulndb import osv
 from dockyard.vulndb import store as vulndb_store
+from dockyard.vulndb import update as vulndb_update
 
 _ACCOUNT_ID = re.compile(r"\d{12}")
 # The skipped documents an import lists before summing up the rest.
@@ -42,6 +44,19 @@ def _when(moment: float | None) -> str:
     if moment is None:
         return "never"
     return datetime.fromtimestamp(moment, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _age(moment: float | None, current: float) -> float | None:
+    return None if moment is None else round(max(0.0, current - moment), 1)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours}h {rest // 60}m" if days else f"{hours}h {rest // 60}m {rest % 60}s"
 
 
 _store_options = [
@@ -68,7 +83,65 @@ def _with(options: list[Callable[[Any], Any]]) -> Callable[[Callable[..., Any]],
 
 @click.group()
 def vulndb() -> None:
-    """The local vulnerability database scans match against (OSV data, no network needed)."""
+    """The local vulnerability database scans match against (OSV data, kept locally: scans need
+    no network)."""
+
+
+class _TerminalProgress:
+    """A download bar per ecosystem on a terminal; one plain line per step otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self._bar: Any = None
+
+    def downloading(self, ecosystem: str, total: int | None) -> None:
+        # A bar needs a length: a source that sends none gets the plain line.
+        if self.tty and total is not None:
+            self._bar = click.progressbar(length=total, label=f"Downloading {ecosystem}", file=sys.stderr)
+            self._bar.__enter__()
+        else:
+            size = f" ({total} bytes)" if total is not None else ""
+            click.echo(f"{ecosystem}: downloading{size}", err=True)
+
+    def advance(self, size: int) -> None:
+        if self._bar is not None:
+            self._bar.update(size)
+
+    def done(self, outcome: vulndb_update.Outcome) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+        click.echo(outcome.describe(), err=outcome.state == "failed")
+
+
+@vulndb.command("update")
+@click.option(
+    "--url",
+    default=vulndb_update.DEFAULT_URL,
+    show_default=True,
+    envvar="DOCKYARD_VULNDB_URL",
+    help="where OSV's archives are, as <URL>/<ECOSYSTEM>/all.zip (a mirror, for air-gapped sites)",
+)
+@click.option(
+    "--ecosystems",
+    default="",
+    envvar="DOCKYARD_VULNDB_ECOSYSTEMS",
+    help="comma-separated OSV ecosystems to fetch  [default: every one the scanner reads: "
+    + ", ".join(vulndb_update.DEFAULT_ECOSYSTEMS)
+    + "]",
+)
+@_with(_store_options)
+def update_command(url: str, ecosystems: str, data_dir: Path, database_url: str | None) -> None:
+    """Download OSV's advisories, only the ecosystems whose archive changed since the last update
+    (HTTP proxies from HTTPS_PROXY/HTTP_PROXY/NO_PROXY). Each archive is verified, then replaces
+    its ecosystem's advisories at once while scans go on; a bad one is refused and the old data kept."""
+    names = vulndb_update.parse_ecosystems([ecosystems]) or list(vulndb_update.DEFAULT_ECOSYSTEMS)
+    settings = _settings(data_dir, database_url)
+    progress = _TerminalProgress()
+    outcomes = run_with_services(settings, lambda svc: vulndb_update.update(svc.db, url, names, progress))
+    failed = [o.ecosystem for o in outcomes if o.state == "failed"]
+    if failed:
+        raise click.ClickException(f"not updated: {', '.join(failed)} (their previous data is kept)")
 
 
 @vulndb.command("import")
@@ -102,6 +175,8 @@ def import_command(paths: tuple[Path, ...], data_dir: Path, database_url: str | 
 def status_command(data_dir: Path, database_url: str | None, as_json: bool) -> None:
     """What the vulnerability database holds, and when it was last updated."""
     status = run_with_services(_settings(data_dir, database_url), lambda svc: vulndb_store.status(svc.db))
+    moment = time.time()
+    oldest = status.oldest_fetch
     if as_json:
         click.echo(
             json.dumps(
@@ -109,6 +184,20 @@ def status_command(data_dir: Path, database_url: str | None, as_json: bool) -> N
                     "advisories": status.advisories,
                     "ecosystems": status.by_ecosystem,
                     "updatedAt": _when(status.updated_at),
+                    "ageSeconds": _age(oldest, moment),
+                    "sources": [
+                        {
+                            "ecosystem": s.ecosystem,
+                            "source": s.source,
+                            "advisories": s.advisories,
+                            "fetchedAt": _when(s.fetched_at),
+                            "changedAt": _when(s.changed_at),
+                            "ageSeconds": _age(s.fetched_at, moment),
+                            "error": s.error,
+                            "errorAt": _when(s.error_at) if s.error_at else None,
+                        }
+                        for s in status.sources
+                    ],
                     "imports": [
                         {"source": i["source"], "importedAt": _when(i["imported_at"]), "records": i["records"]}
                         for i in status.imports
@@ -119,8 +208,18 @@ def status_command(data_dir: Path, database_url: str | None, as_json: bool) -> N
         )
         return
     click.echo(f"{status.advisories} advisories, last updated {_when(status.updated_at)}")
+    if oldest is not None:
+        click.echo(f"Age: {_duration(_age(oldest, moment))} (since the least recently updated ecosystem)")
+    listed = {s.ecosystem for s in status.sources}
+    for source in status.sources:
+        line = (
+            f"  {source.ecosystem:<20} {source.advisories:>8} advisories  updated {_when(source.fetched_at)}"
+            f"  ({_duration(_age(source.fetched_at, moment))} ago)"
+        )
+        click.echo(line + (f"  last attempt failed: {source.error}" if source.error else ""))
     for ecosystem, count in status.by_ecosystem.items():
-        click.echo(f"  {ecosystem:<20} {count}")
+        if ecosystem not in listed:
+            click.echo(f"  {ecosystem:<20} {count:>8} advisories")
     if status.imports:
         click.echo("Recent imports:")
         for done in status.imports:

@@ -43,6 +43,8 @@ class _State:
     upload_sessions: int = 0
     repositories: list[tuple[str, str, str, int]] = field(default_factory=list)
     queues: dict[str, int] = field(default_factory=dict)
+    # Each ecosystem's advisories and when it was last known current (the vulnerability data's age).
+    vulndb: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 class StateCollector(Collector):
@@ -72,7 +74,7 @@ class StateCollector(Collector):
         )
         for queue, depth in state.queues.items():
             queues.add_metric([queue], depth)
-        return [total, sessions, per_repository, queues]
+        return [total, sessions, per_repository, queues, *_vulndb_metrics(state.vulndb)]
 
     def _current(self) -> _State:
         with self._lock:
@@ -84,6 +86,22 @@ class StateCollector(Collector):
                     return self._state or _State()
                 self._read_at = time.monotonic()
             return self._state
+
+
+def _vulndb_metrics(loaded: dict[str, tuple[int, float]]) -> list[Metric]:
+    advisories = GaugeMetricFamily(
+        "dockyard_vulndb_advisories", "Advisories the vulnerability database holds per ecosystem", labels=["ecosystem"]
+    )
+    for ecosystem, (count, _) in sorted(loaded.items()):
+        advisories.add_metric([ecosystem], count)
+    if not loaded:
+        return [advisories]
+    age = GaugeMetricFamily(
+        "dockyard_vulndb_age_seconds",
+        "Seconds since the least recently updated ecosystem of the vulnerability database was last updated",
+    )
+    age.add_metric([], max(0.0, time.time() - min(fetched for _, fetched in loaded.values())))
+    return [advisories, age]
 
 
 async def _read_state(settings: Settings) -> _State:
@@ -105,6 +123,9 @@ async def _read_state(settings: Settings) -> _State:
         async with svc.db.read() as conn:
             waiting = select(func.count()).select_from(scans).where(scans.c.status == "IN_PROGRESS")
             state.queues["scan"] = int((await conn.execute(waiting)).scalar_one())
+            sources = schema.vulndb_sources
+            rows = await conn.execute(select(sources.c.ecosystem, sources.c.advisories, sources.c.fetched_at))
+            state.vulndb = {ecosystem: (count, fetched) for ecosystem, count, fetched in rows}
         return state
     finally:
         await svc.close()

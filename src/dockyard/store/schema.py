@@ -473,3 +473,19 @@ vulndb_imports = Table(
     Column("records", Integer, nullable=False),
     Column("skipped", Integer, nullable=False),
 )
+
+# Where each OSV ecosystem's advisories came from and when (dockyard vulndb update / import): the
+# validators that make the next download conditional, and how old the data is.
+vulndb_sources = Table(
+    "vulndb_sources",
+    metadata,
+    Column("ecosystem", String(64), primary_key=True),  # OSV's name, without a release: "Debian", "Red Hat"
+    Column("source", Text, nullable=False),  # the archive's URL, or the imported path
+    Column("etag", String(255)),
+    Column("last_modified", String(64)),
+    Column("fetched_at", Float, nullable=False),  # the last successful update (downloaded or unchanged)
+    Column("changed_at", Float, nullable=False),  # when these advisories were swapped in
+    Column("advisories", Integer, nullable=False),
+    Column("error", Text),  # why the last attempt failed (the data kept is the previous one)
+    Column("error_at", Float),
+)

@@ -1,5 +1,6 @@
 """The local vulnerability database in the metadata store: importing OSV records, and the lookups
-matching needs. Nothing here reaches the network; data arrives only through `import_records`."""
+matching needs. Nothing here reaches the network: data arrives through `import_records` (merged
+record by record) or `replace_ecosystem` (an ecosystem's whole archive, swapped in at once)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.services import now
@@ -19,6 +20,7 @@ from dockyard.vulndb.osv import Advisory, OsvError, parse_record
 vulns = schema.vulnerabilities
 packages = schema.vulnerability_packages
 imports = schema.vulndb_imports
+sources = schema.vulndb_sources
 BATCH_SIZE = 500
 # Bound parameters per IN (...) list: well under SQLite's and PostgreSQL's limits.
 LOOKUP_CHUNK = 400
@@ -29,6 +31,7 @@ class ImportResult:
     records: int = 0  # stored (new or newer than what was there)
     unchanged: int = 0  # already stored at the same or a newer modification time
     skipped: list[str] = field(default_factory=list)  # unreadable documents, with why
+    ecosystems: set[str] = field(default_factory=set)  # the ecosystems (without release) records named
 
 
 def _documents(name: str, data: bytes) -> Iterator[tuple[str, Any]]:
@@ -71,11 +74,16 @@ async def import_records(
     if batch:
         await _store_batch(db, batch, result)
     async with db.write() as conn:
+        moment = now()
         await conn.execute(
             insert(imports).values(
-                source=source, imported_at=now(), records=result.records, skipped=len(result.skipped)
+                source=source, imported_at=moment, records=result.records, skipped=len(result.skipped)
             )
         )
+        for ecosystem in sorted(result.ecosystems):
+            count = await _ecosystem_count(conn, ecosystem)
+            # No validators: the next `vulndb update` downloads this ecosystem's archive in full.
+            await _put_source(conn, ecosystem, source, None, None, moment, count)
     return result
 
 
@@ -89,18 +97,137 @@ async def _store_batch(db: Database, batch: list[Advisory], result: ImportResult
             (await conn.execute(select(vulns.c.id, vulns.c.modified).where(vulns.c.id.in_(list(newest))))).all()
         )
         fresh = [a for a in newest.values() if a.id not in stored or a.modified >= stored[a.id]]
+        result.ecosystems.update(p.base for a in newest.values() for p in a.affected)
         result.unchanged += len(batch) - len(fresh)
         if not fresh:
             return
-        ids = [a.id for a in fresh]
-        await conn.execute(delete(packages).where(packages.c.vulnerability_id.in_(ids)))
-        await conn.execute(delete(vulns).where(vulns.c.id.in_(ids)))
-        moment = now()
-        await conn.execute(insert(vulns), [_vulnerability_row(a, moment) for a in fresh])
-        rows = [_package_row(a, p) for a in fresh for p in a.affected]
+        await _put_advisories(conn, fresh)
+        result.records += len(fresh)
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), LOOKUP_CHUNK):
+        yield items[start : start + LOOKUP_CHUNK]
+
+
+async def _put_advisories(conn: AsyncConnection, advisories: list[Advisory]) -> None:
+    """Store `advisories` (distinct ids), each replacing the stored record of its id whole."""
+    ids = [a.id for a in advisories]
+    for chunk in _chunks(ids):
+        await conn.execute(delete(packages).where(packages.c.vulnerability_id.in_(chunk)))
+        await conn.execute(delete(vulns).where(vulns.c.id.in_(chunk)))
+    moment = now()
+    for start in range(0, len(advisories), BATCH_SIZE):
+        batch = advisories[start : start + BATCH_SIZE]
+        await conn.execute(insert(vulns), [_vulnerability_row(a, moment) for a in batch])
+        rows = [_package_row(a, p) for a in batch for p in a.affected]
         if rows:
             await conn.execute(insert(packages), rows)
-        result.records += len(fresh)
+
+
+async def _ecosystem_count(conn: AsyncConnection, ecosystem: str) -> int:
+    query = select(func.count(func.distinct(packages.c.vulnerability_id))).where(packages.c.ecosystem_base == ecosystem)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def _put_source(
+    conn: AsyncConnection,
+    ecosystem: str,
+    source: str,
+    etag: str | None,
+    last_modified: str | None,
+    moment: float,
+    advisories: int,
+) -> None:
+    await conn.execute(delete(sources).where(sources.c.ecosystem == ecosystem))
+    await conn.execute(
+        insert(sources).values(
+            ecosystem=ecosystem,
+            source=source,
+            etag=etag,
+            last_modified=last_modified,
+            fetched_at=moment,
+            changed_at=moment,
+            advisories=advisories,
+        )
+    )
+
+
+# --- one ecosystem's archive, swapped in whole --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What makes the next download of an ecosystem's archive conditional."""
+
+    source: str
+    etag: str | None
+    last_modified: str | None
+
+
+async def validators(db: Database, ecosystem: str) -> Validators | None:
+    async with db.read() as conn:
+        row = (
+            await conn.execute(
+                select(sources.c.source, sources.c.etag, sources.c.last_modified).where(
+                    sources.c.ecosystem == ecosystem
+                )
+            )
+        ).first()
+    return Validators(row.source, row.etag, row.last_modified) if row is not None else None
+
+
+async def replace_ecosystem(db: Database, ecosystem: str, advisories: list[Advisory], validators: Validators) -> int:
+    """Make `advisories` (a whole archive of `ecosystem`) the ecosystem's data, in one write
+    transaction: a scan reading meanwhile sees the old data or the new, never a mixture. Records the
+    archive dropped lose this ecosystem's entries (and go, once no other ecosystem names them)."""
+    newest: dict[str, Advisory] = {}
+    for advisory in advisories:
+        if advisory.id not in newest or advisory.modified >= newest[advisory.id].modified:
+            newest[advisory.id] = advisory
+    async with db.write() as conn:
+        before = {
+            row[0]
+            for row in await conn.execute(
+                select(packages.c.vulnerability_id).where(packages.c.ecosystem_base == ecosystem).distinct()
+            )
+        }
+        await conn.execute(delete(packages).where(packages.c.ecosystem_base == ecosystem))
+        await _put_advisories(conn, list(newest.values()))
+        dropped = sorted(before - newest.keys())
+        for chunk in _chunks(dropped):
+            still_named = exists().where(packages.c.vulnerability_id == vulns.c.id)
+            await conn.execute(delete(vulns).where(vulns.c.id.in_(chunk), ~still_named))
+        moment = now()
+        count = await _ecosystem_count(conn, ecosystem)
+        await _put_source(conn, ecosystem, validators.source, validators.etag, validators.last_modified, moment, count)
+        await conn.execute(
+            insert(imports).values(source=validators.source, imported_at=moment, records=len(newest), skipped=0)
+        )
+    return count
+
+
+async def mark_unchanged(db: Database, ecosystem: str) -> None:
+    """The source answered that the archive has not changed: the data is current as of now."""
+    async with db.write() as conn:
+        await conn.execute(
+            update(sources).where(sources.c.ecosystem == ecosystem).values(fetched_at=now(), error=None, error_at=None)
+        )
+
+
+async def mark_failed(db: Database, ecosystem: str, error: str) -> None:
+    """An update failed: the previous data stays, and ages."""
+    async with db.write() as conn:
+        await conn.execute(
+            update(sources).where(sources.c.ecosystem == ecosystem).values(error=error[:2000], error_at=now())
+        )
+
+
+async def ecosystems_loaded(conn: AsyncConnection) -> dict[str, float]:
+    """Each ecosystem the database holds data for (OSV's name without a release: "Debian", "PyPI",
+    "Red Hat") → when that data was last known current (downloaded, confirmed unchanged, or imported)."""
+    rows = await conn.execute(select(sources.c.ecosystem, sources.c.fetched_at).where(sources.c.advisories > 0))
+    return {ecosystem: float(fetched_at) for ecosystem, fetched_at in rows}
 
 
 def _vulnerability_row(advisory: Advisory, moment: float) -> dict[str, Any]:
@@ -261,11 +388,28 @@ async def generation(conn: AsyncConnection) -> int:
 
 
 @dataclass(frozen=True)
+class Source:
+    ecosystem: str
+    source: str
+    advisories: int
+    fetched_at: float
+    changed_at: float
+    error: str | None
+    error_at: float | None
+
+
+@dataclass(frozen=True)
 class Status:
     advisories: int
     by_ecosystem: dict[str, int]
     imports: list[dict[str, Any]]
     updated_at: float | None
+    sources: list[Source] = field(default_factory=list)
+
+    @property
+    def oldest_fetch(self) -> float | None:
+        """When the least recently updated ecosystem was last known current: the database's age."""
+        return min((s.fetched_at for s in self.sources), default=None)
 
 
 async def status(db: Database, recent: int = 10) -> Status:
@@ -280,4 +424,8 @@ async def status(db: Database, recent: int = 10) -> Status:
         history = await conn.execute(select(imports).order_by(imports.c.id.desc()).limit(recent))
         done = [dict(row._mapping) for row in history]
         updated = await source_updated_at(conn)
-    return Status(total, by_ecosystem, done, updated)
+        known = await conn.execute(select(sources).order_by(sources.c.ecosystem))
+        listed = [
+            Source(r.ecosystem, r.source, r.advisories, r.fetched_at, r.changed_at, r.error, r.error_at) for r in known
+        ]
+    return Status(total, by_ecosystem, done, updated, listed)

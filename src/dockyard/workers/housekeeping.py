@@ -1,8 +1,10 @@
-"""Background jobs of a running server: lifecycle policies and garbage collection, on a schedule.
+"""Background jobs of a running server: lifecycle policies, garbage collection and the refresh of
+the vulnerability data, on a schedule.
 
 Each job runs on one process at a time, whatever the number of workers or nodes: a run first takes
 a lease (a row in `leases`) that outlives the run's expected length; the others skip that round.
-The same jobs run on demand from the command line (`dockyard lifecycle run`, `dockyard gc`)."""
+The same jobs run on demand from the command line (`dockyard lifecycle run`, `dockyard gc`,
+`dockyard vulndb update`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, insert, select, update
 
@@ -24,6 +27,10 @@ from dockyard.core.registry import gc
 from dockyard.core.services import Services
 from dockyard.observe import metrics
 from dockyard.store import schema
+from dockyard.vulndb import store as vulndb_store
+
+if TYPE_CHECKING:
+    from dockyard.vulndb import update as vulndb_update
 
 log = logging.getLogger("dockyard.housekeeping")
 leases = schema.leases
@@ -110,9 +117,29 @@ async def run_gc(svc: Services, *, dry_run: bool) -> gc.Collection:
     return result
 
 
+async def run_vulndb_update(svc: Services) -> list[vulndb_update.Outcome]:
+    # Imported when the refresh runs (httpx and the archive reader are not a worker's daily fare).
+    from dockyard.vulndb import update as vulndb_update
+
+    settings = svc.settings
+    ecosystems = settings.vulndb_ecosystems or list(vulndb_update.DEFAULT_ECOSYSTEMS)
+    return await vulndb_update.update(svc.db, settings.vulndb_url, ecosystems, vulndb_update.LogProgress())
+
+
+async def vulndb_due_in(svc: Services, interval: float) -> float:
+    """Seconds until the vulnerability data is an interval old, so a restart keeps the schedule.
+    With no data yet, a whole interval: a new server fetches nothing unasked (see `vulndb update`)."""
+    async with svc.db.read() as conn:
+        loaded = await vulndb_store.ecosystems_loaded(conn)
+    if not loaded:
+        return interval
+    return max(0.0, min(loaded.values()) + interval - time.time())
+
+
 class Housekeeping:
-    """The server's schedule: lifecycle every lifecycle_interval_seconds, GC every gc_interval_seconds
-    (0 turns a job off). `trigger(name)` runs a job at once (the next tick)."""
+    """The server's schedule: lifecycle every lifecycle_interval_seconds, GC every gc_interval_seconds,
+    the vulnerability data every vulndb_update_interval_seconds (0 turns a job off). `trigger(name)`
+    runs a job at once (the next tick)."""
 
     def __init__(self, svc: Services, trail: AuditTrail | None) -> None:
         self.svc = svc
@@ -126,10 +153,16 @@ class Housekeeping:
             "lifecycle": (options.lifecycle_interval_seconds, self._lifecycle),
             "gc": (options.gc_interval_seconds, self._gc),
         }
+        vulndb_interval = self.svc.settings.vulndb_update_interval_seconds
+        jobs["vulndb"] = (vulndb_interval, self._vulndb)
+        first_waits: dict[str, Callable[[], Awaitable[float]]] = {
+            "vulndb": lambda: vulndb_due_in(self.svc, vulndb_interval)
+        }
         for name, (interval, job) in jobs.items():
             if interval > 0:
                 self._wake[name] = asyncio.Event()
-                self._tasks.append(asyncio.create_task(self._loop(name, interval, job), name=f"dockyard-{name}"))
+                loop = self._loop(name, interval, job, first_waits.get(name))
+                self._tasks.append(asyncio.create_task(loop, name=f"dockyard-{name}"))
 
     def trigger(self, name: str) -> None:
         if name in self._wake:
@@ -149,12 +182,28 @@ class Housekeeping:
     async def _gc(self) -> object:
         return await run_gc(self.svc, dry_run=False)
 
-    async def _loop(self, name: str, interval: float, job: Callable[[], Awaitable[object]]) -> None:
+    async def _vulndb(self) -> object:
+        return await run_vulndb_update(self.svc)
+
+    async def _loop(
+        self,
+        name: str,
+        interval: float,
+        job: Callable[[], Awaitable[object]],
+        first_wait: Callable[[], Awaitable[float]] | None = None,
+    ) -> None:
         wake = self._wake[name]
+        wait = interval
+        if first_wait is not None:
+            try:
+                wait = await first_wait()
+            except Exception:  # noqa: BLE001 - the schedule falls back to a whole interval
+                log.exception("could not tell when the %s job is due", name)
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), interval)
+                await asyncio.wait_for(wake.wait(), wait)
             wake.clear()
+            wait = interval
             try:
                 # Held for most of an interval and not released: the other workers' ticks of this
                 # round find it taken. Overlapping runs would still be safe, only wasted.

@@ -2,7 +2,10 @@
 database one at a time, reads the image's layers in a child process (scanner/run.py), matches what
 it found, and stores the result; it also re-matches continuously scanned images after every import
 of the vulnerability database. Several nodes may run one each: claims are rows, renewed while a
-scan runs, so the scan of a node that died is taken over."""
+scan runs, so the scan of a node that died is taken over.
+
+Every finished scan, and every re-match that changed an image's findings, is recorded in the audit
+trail as the "ECR Image Scan" event ECR sends to EventBridge."""
 
 from __future__ import annotations
 
@@ -11,15 +14,19 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
+from dockyard.audit.events import image_scan_event
+from dockyard.audit.trail import AuditTrail
 from dockyard.core.registry.manifests import parse_manifest
 from dockyard.core.scanning import scans
 from dockyard.core.services import Services
-from dockyard.scanner.inventory import Inventory
-from dockyard.scanner.layers import PathLayer
-from dockyard.scanner.run import ScanFailed, inventory_in_process, inventory_in_thread
+
+if TYPE_CHECKING:
+    from dockyard.scanner.inventory import Inventory
 
 log = logging.getLogger("dockyard.scans")
 
@@ -32,8 +39,9 @@ _FOREIGN_MARKERS = ("foreign", "nondistributable")
 
 
 class ScanWorker:
-    def __init__(self, svc: Services, *, poll_interval: float = POLL_INTERVAL) -> None:
+    def __init__(self, svc: Services, trail: AuditTrail | None = None, *, poll_interval: float = POLL_INTERVAL) -> None:
         self.svc = svc
+        self.trail = trail
         self.poll_interval = poll_interval
         self.timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -73,25 +81,34 @@ class ScanWorker:
         return False
 
     async def _scan(self, job: scans.ScanJob) -> None:
+        # The scanner is imported with the first scan: a worker that never scans never loads it.
+        from dockyard.scanner.run import ScanFailed
+
         renewing = asyncio.create_task(self._renew(job))
         try:
             inventory = await self._inventory(job)
-            found, updated = await scans.match_inventory(self.svc, inventory)
-            stored = await scans.complete_scan(self.svc, job, self.node, inventory, found, updated)
+            evaluation = await scans.evaluate(self.svc, inventory)
+            stored = await scans.complete_scan(self.svc, job, self.node, inventory, evaluation)
             log.info(
-                "scanned %s@%s: %d packages, %d findings%s",
-                job.repository, job.digest, len(inventory.packages), len(found), "" if stored else " (discarded)",
+                "scanned %s@%s: %d packages, %d findings, %s%s",
+                job.repository, job.digest, len(inventory.packages), len(evaluation.findings), evaluation.status,
+                "" if stored else " (discarded)",
             )  # fmt: skip
+            if stored:
+                await self._record(job.image_id)
         except ScanFailed as exc:
             log.warning("scan of %s@%s failed: %s", job.repository, job.digest, exc)
-            await scans.fail_scan(self.svc, job, self.node, f"ScanFailedError: {exc}")
+            if await scans.fail_scan(self.svc, job, self.node, f"ScanFailedError: {exc}"):
+                await self._record(job.image_id)
         except asyncio.CancelledError:
             # Shutting down: hand the scan back at once rather than when the claim expires.
             await scans.release_claim(self.svc, job, self.node)
             raise
         except Exception as exc:  # noqa: BLE001 - recorded as the scan's failure, not retried forever
             log.exception("scan of %s@%s failed", job.repository, job.digest)
-            await scans.fail_scan(self.svc, job, self.node, f"ScanFailedError: internal error: {type(exc).__name__}")
+            description = f"ScanFailedError: internal error: {type(exc).__name__}"
+            if await scans.fail_scan(self.svc, job, self.node, description):
+                await self._record(job.image_id)
         finally:
             renewing.cancel()
 
@@ -101,6 +118,9 @@ class ScanWorker:
             await scans.renew_claim(self.svc, job, self.node)
 
     async def _inventory(self, job: scans.ScanJob) -> Inventory:
+        from dockyard.scanner.layers import PathLayer
+        from dockyard.scanner.run import ScanFailed, inventory_in_process, inventory_in_thread
+
         manifest = parse_manifest(job.manifest, job.media_type)
         local: list[PathLayer] = []
         streamed: list[tuple[str, Callable[[], AsyncIterator[bytes]]]] = []
@@ -119,7 +139,33 @@ class ScanWorker:
 
     async def _rematch_continuous(self) -> None:
         targets = await scans.continuous_targets(self.svc)
+        changed = 0
         for image_id, inventory in targets:
-            await scans.rematch(self.svc, image_id, inventory)
+            if await scans.rematch(self.svc, image_id, inventory):
+                changed += 1
+                await self._record(image_id)
         if targets:
-            log.info("vulnerability database changed: re-matched %d continuously scanned images", len(targets))
+            log.info(
+                "vulnerability database changed: re-matched %d continuously scanned images, %d changed",
+                len(targets), changed,
+            )  # fmt: skip
+
+    async def _record(self, image_id: int) -> None:
+        """Record the image's scan as ECR's "ECR Image Scan" event, once it is stored."""
+        if self.trail is None:
+            return
+        result = await scans.scan_result(self.svc, image_id)
+        if result is None:
+            return
+        await self.trail.record_durably(
+            image_scan_event(
+                result.account_id,
+                result.region,
+                result.repository,
+                result.digest,
+                result.tags,
+                result.status,
+                result.severity_counts,
+                time.time(),
+            )  # fmt: skip
+        )

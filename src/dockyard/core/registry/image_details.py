@@ -349,7 +349,7 @@ async def _scans_of_page(svc: Services, repo: Repository, page: Sequence[StoredI
     if not await fastread.fetch(svc.db, _SCANS_IN_RANGE, params):
         return {}
     async with svc.db.read() as conn:
-        return await image_scan_details(conn, [image.id for image in page])
+        return await image_scan_details(conn, [image.id for image in page], svc.settings.vulndb_max_age_days)
 
 
 async def _tags_of_page(svc: Services, page: Sequence[StoredImage]) -> dict[int, list[str]]:
@@ -422,7 +422,7 @@ async def _describe_named(svc: Services, conn: AsyncConnection, repo: Repository
             raise image_not_found(repo, image_id.digest or image_id.tag or "", image_id.tag)
         described.setdefault(image.id, image)
     names = await _tags_of(conn, list(described))
-    scanned = await image_scan_details(conn, list(described))
+    scanned = await image_scan_details(conn, list(described), svc.settings.vulndb_max_age_days)
     return {
         "imageDetails": [
             image_detail(repo, image, names[image.id], scanned.get(image.id), last_pull_time(svc, image))

@@ -7,11 +7,16 @@ The gate refuses to serve (a manifest GET or HEAD) an image whose latest complet
 a vulnerability at or above a threshold severity. The threshold is the registry's (`dockyard gate
 set`), overridden per repository by the repository tag `dockyard:scan-gate` (a severity, or OFF).
 A digest is exempt when its repository carries the tag `dockyard:scan-gate-exempt/<digest>`, or
-when the registry exempts it (`dockyard gate exempt`)."""
+when the registry exempts it (`dockyard gate exempt`).
+
+An image that could not be scanned because no vulnerability data is loaded for its packages is
+refused too while the gate is on, unless the server is started with `--scan-gate-missing-data allow`:
+an unknown image is not a clean one."""
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +41,12 @@ GATE_TAG = "dockyard:scan-gate"
 EXEMPT_TAG_PREFIX = "dockyard:scan-gate-exempt/"
 GATE_OFF = "OFF"
 GATE_SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL")
+# What the gate does with an image whose scan failed for want of vulnerability data.
+MISSING_DATA_REFUSE = "refuse"
+MISSING_DATA_ALLOW = "allow"
+MISSING_DATA_CHOICES = (MISSING_DATA_REFUSE, MISSING_DATA_ALLOW)
+# The scan description prefix of such a failure (scans.NO_DATA_ERROR, which imports this module).
+NO_DATA_ERROR = "VulnerabilityDataUnavailableError"
 # How many of the worst findings a refused pull names.
 NAMED_FINDINGS = 5
 
@@ -56,21 +67,51 @@ def is_scannable(manifest: Manifest) -> bool:
     )
 
 
-def scan_status(row: Any) -> dict[str, str]:
-    """ECR's ImageScanStatus of an image_scans row."""
+DAY = 86400.0
+DEFAULT_MAX_AGE_DAYS = 7.0
+
+
+def is_stale(source_updated_at: float | None, max_age_days: float, moment: float | None = None) -> bool:
+    """Whether vulnerability data last updated at `source_updated_at` is older than the allowed age."""
+    if source_updated_at is None:
+        return False
+    return (moment if moment is not None else time.time()) - source_updated_at > max_age_days * DAY
+
+
+def stale_notice(source_updated_at: float, max_age_days: float) -> str:
+    updated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(source_updated_at))
+    return (
+        f"The vulnerability data is stale: it was last updated at {updated}, more than {max_age_days:g} days "
+        "ago. Run `dockyard vulndb update` or `dockyard vulndb import`."
+    )
+
+
+def is_no_data_failure(status: str, description: str | None) -> bool:
+    """Whether a scan failed only because no vulnerability data is loaded for its image's packages."""
+    return status == "FAILED" and (description or "").startswith(NO_DATA_ERROR + ":")
+
+
+def scan_status(row: Any, max_age_days: float = DEFAULT_MAX_AGE_DAYS) -> dict[str, str]:
+    """ECR's ImageScanStatus of an image_scans row. A completed scan's description says so when the
+    data it was matched against has grown stale since (judged now, not when the scan ran)."""
     status = {"status": row.status}
-    if row.description:
-        status["description"] = row.description
+    description = row.description
+    if row.status == "COMPLETE" and is_stale(row.source_updated_at, max_age_days):
+        description = f"{description} {stale_notice(row.source_updated_at, max_age_days)}".strip()
+    if description:
+        status["description"] = description
     return status
 
 
-async def image_scan_details(conn: AsyncConnection, image_ids: list[int]) -> dict[int, dict[str, Any]]:
+async def image_scan_details(
+    conn: AsyncConnection, image_ids: list[int], max_age_days: float = DEFAULT_MAX_AGE_DAYS
+) -> dict[int, dict[str, Any]]:
     """DescribeImages' imageScanStatus and imageScanFindingsSummary, by image id (scanned images only)."""
     details: dict[int, dict[str, Any]] = {}
     for start in range(0, len(image_ids), 400):
         rows = await conn.execute(select(scans).where(scans.c.image_id.in_(image_ids[start : start + 400])))
         for row in rows:
-            detail: dict[str, Any] = {"imageScanStatus": scan_status(row)}
+            detail: dict[str, Any] = {"imageScanStatus": scan_status(row, max_age_days)}
             if row.status == "COMPLETE":
                 detail["imageScanFindingsSummary"] = {
                     "imageScanCompletedAt": row.completed_at,
@@ -190,12 +231,16 @@ async def _registry_exempts(conn: AsyncConnection, repo: Repository, digest: str
     return row.first() is not None
 
 
-async def check_pull(conn: AsyncConnection, repo: Repository, image_id: int, digest: str) -> None:
+async def check_pull(
+    conn: AsyncConnection, repo: Repository, image_id: int, digest: str, *, refuse_missing_data: bool = True
+) -> None:
     """Raise AccessDeniedException if the gate refuses to serve this image."""
     repository_tags = await _gate_tags(conn, repo, digest)
     threshold = await gate_threshold(conn, repo, repository_tags)
     if threshold is None or EXEMPT_TAG_PREFIX + digest in repository_tags:
         return
+    if refuse_missing_data:
+        await _check_data_present(conn, repo, image_id, digest)
     floor = RANK[threshold]
     # The findings rows are those of the latest completed scan: a scan in progress or one that
     # failed leaves them in place, so starting a new scan never opens the gate.
@@ -217,4 +262,16 @@ async def check_pull(conn: AsyncConnection, repo: Repository, image_id: int, dig
         f"Pull of image {digest} from repository '{repo.name}' refused by the scan gate: its latest scan "
         f"found {len(offending)} vulnerabilities of severity {threshold} or higher: {named}{more}. "
         f"To allow it anyway, tag the repository with '{EXEMPT_TAG_PREFIX}{digest}'."
+    )
+
+
+async def _check_data_present(conn: AsyncConnection, repo: Repository, image_id: int, digest: str) -> None:
+    row = (await conn.execute(select(scans.c.status, scans.c.description).where(scans.c.image_id == image_id))).first()
+    if row is None or not is_no_data_failure(row.status, row.description):
+        return
+    if await _registry_exempts(conn, repo, digest):
+        return
+    raise AccessDeniedException(
+        f"Pull of image {digest} from repository '{repo.name}' refused by the scan gate: its latest scan "
+        f"failed. {row.description} To allow it anyway, tag the repository with '{EXEMPT_TAG_PREFIX}{digest}'."
     )

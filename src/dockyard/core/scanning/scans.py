@@ -13,9 +13,9 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,6 +35,7 @@ from dockyard.core.registry.repositories import Repository, open_repository
 from dockyard.core.scanning.scan_hooks import (
     CONTINUOUS_SCAN,
     MANUAL,
+    NO_DATA_ERROR,
     SCAN_ON_PUSH,
     frequency_of,
     is_scannable,
@@ -43,11 +44,14 @@ from dockyard.core.scanning.scan_hooks import (
     scan_status,
 )
 from dockyard.core.services import Services, now
-from dockyard.scanner import sbom
-from dockyard.scanner.inventory import Inventory
-from dockyard.scanner.matching import Finding, lookup_keys, match, related_ids, severity_counts
 from dockyard.store import schema
 from dockyard.vulndb import store as vulndb
+
+if TYPE_CHECKING:
+    # The scanner (package readers, version orderings, the SBOM writer) is imported where a scan
+    # or a match runs: a worker that serves no scan never pays for it.
+    from dockyard.scanner.inventory import Inventory
+    from dockyard.scanner.matching import Finding
 
 scans = schema.image_scans
 findings_table = schema.image_scan_findings
@@ -59,6 +63,10 @@ DEFAULT_PAGE = 100
 
 COMPLETE_DESCRIPTION = "The scan was completed successfully."
 UNSUPPORTED_DESCRIPTION = "UnsupportedImageError: The operating system and/or package manager are not supported."
+# A scan whose image's package ecosystems have no vulnerability data at all fails with NO_DATA_ERROR
+# (in ECR's "<Error>: <sentence>" style) rather than completing with zero findings; the pull gate
+# recognises it by this prefix.
+LOAD_DATA_HINT = "run `dockyard vulndb update` or `dockyard vulndb import`"
 EMPTY_CONFIG = b"{}"
 
 
@@ -171,7 +179,7 @@ async def describe_image_scan_findings(
         "registryId": repo.account_id,
         "repositoryName": repo.name,
         "imageId": _image_id(image, image_id),
-        "imageScanStatus": scan_status(row),
+        "imageScanStatus": scan_status(row, svc.settings.vulndb_max_age_days),
     }
     if row.status == "COMPLETE":
         result["imageScanFindings"] = {
@@ -359,13 +367,77 @@ async def release_claim(svc: Services, job: ScanJob, node: str) -> None:
         )
 
 
-async def match_inventory(svc: Services, inventory: Inventory) -> tuple[list[Finding], float | None]:
-    """The findings for `inventory` against the vulnerability database as it is now."""
+@dataclass(frozen=True)
+class Evaluation:
+    """An inventory matched against the vulnerability database as it is now."""
+
+    findings: list[Finding]
+    source_updated_at: float | None
+    ecosystems: tuple[str, ...]  # of the inventory's packages
+    missing: tuple[str, ...]  # those the database holds no advisory for
+
+    @property
+    def status(self) -> str:
+        # Never COMPLETE with nothing checked: an image none of whose packages could be matched fails.
+        return "COMPLETE" if len(self.missing) < len(self.ecosystems) else "FAILED"
+
+    @property
+    def description(self) -> str:
+        if not self.ecosystems:
+            return UNSUPPORTED_DESCRIPTION
+        if self.status == "FAILED":
+            return no_data_description(self.missing)
+        if self.missing:
+            return (
+                f"{COMPLETE_DESCRIPTION} No vulnerability data is loaded for {_listed(self.missing)}, so "
+                f"those packages were not checked: {LOAD_DATA_HINT}."
+            )
+        return COMPLETE_DESCRIPTION
+
+
+def _listed(ecosystems: tuple[str, ...]) -> str:
+    return ", ".join(ecosystems)
+
+
+def no_data_description(missing: tuple[str, ...]) -> str:
+    return (
+        f"{NO_DATA_ERROR}: No vulnerability data is loaded for the image's package ecosystems "
+        f"({_listed(missing)}). To scan it, {LOAD_DATA_HINT}, then scan the image again."
+    )
+
+
+async def _has_advisories(conn: AsyncConnection, ecosystem: str) -> bool:
+    """An indexed probe (ecosystem_base leads ix_vulnerability_packages_name)."""
+    affected = schema.vulnerability_packages
+    return bool((await conn.execute(select(exists().where(affected.c.ecosystem_base == ecosystem)))).scalar())
+
+
+async def ecosystem_data(conn: AsyncConnection, ecosystems: set[str]) -> dict[str, float]:
+    """Which of `ecosystems` the database holds data for → when that data was last known current.
+    Data imported before sources were recorded per ecosystem has only the database's last import time."""
+    loaded = await vulndb.ecosystems_loaded(conn)
+    found = {e: loaded[e] for e in ecosystems if e in loaded}
+    unrecorded = [e for e in sorted(ecosystems - found.keys()) if await _has_advisories(conn, e)]
+    if unrecorded:
+        updated = await vulndb.source_updated_at(conn) or 0.0
+        found |= dict.fromkeys(unrecorded, updated)
+    return found
+
+
+async def evaluate(svc: Services, inventory: Inventory) -> Evaluation:
+    """Match `inventory` against the vulnerability database as it is now, noting which of its
+    ecosystems have no data (their packages cannot be checked). vulnerabilitySourceUpdatedAt is
+    the oldest load time of the data the image was matched against: the image is as current as that."""
+    from dockyard.scanner.matching import lookup_keys, match, related_ids
+
+    ecosystems = {p.ecosystem for p in inventory.packages}
     async with svc.db.read() as conn:
+        covered = await ecosystem_data(conn, ecosystems)
         candidates = await vulndb.candidates(conn, lookup_keys(inventory))
         known = await vulndb.vulnerabilities(conn, related_ids(c for group in candidates.values() for c in group))
-        updated = await vulndb.source_updated_at(conn)
-    return match(inventory, candidates, known), updated
+    missing = tuple(sorted(ecosystems - covered.keys()))
+    updated = min(covered.values(), default=None)
+    return Evaluation(match(inventory, candidates, known), updated, tuple(sorted(ecosystems)), missing)
 
 
 async def _replace_findings(conn: AsyncConnection, image_id: int, found: list[Finding]) -> None:
@@ -390,11 +462,23 @@ async def _replace_findings(conn: AsyncConnection, image_id: int, found: list[Fi
         )
 
 
-async def complete_scan(
-    svc: Services, job: ScanJob, node: str, inventory: Inventory, found: list[Finding], source_updated_at: float | None
-) -> bool:
-    """Store a finished scan; False when the claim was lost (the image went, or a new scan was asked for)."""
-    unsupported = not inventory.packages
+def _outcome(evaluation: Evaluation) -> dict[str, Any]:
+    """The scan row's values for `evaluation` (findings rows are written apart)."""
+    from dockyard.scanner.matching import severity_counts
+
+    values: dict[str, Any] = {"status": evaluation.status, "description": evaluation.description}
+    if evaluation.status == "COMPLETE":
+        values |= {
+            "completed_at": now(),
+            "source_updated_at": evaluation.source_updated_at,
+            "severity_counts": json.dumps(severity_counts(evaluation.findings)),
+        }
+    return values
+
+
+async def complete_scan(svc: Services, job: ScanJob, node: str, inventory: Inventory, evaluation: Evaluation) -> bool:
+    """Store a finished scan; False when the claim was lost (the image went, or a new scan was asked for).
+    The inventory is kept whatever the outcome: continuous scanning re-matches it when data arrives."""
     async with svc.db.write() as conn:
         owner = (
             await conn.execute(
@@ -403,29 +487,58 @@ async def complete_scan(
         ).first()
         if owner is None or owner.claimed_by != node:
             return False
-        values: dict[str, Any] = {"claimed_by": None, "claimed_at": None, "inventory": inventory.to_json()}
-        if unsupported:
-            values |= {"status": "FAILED", "description": UNSUPPORTED_DESCRIPTION}
-        else:
-            await _replace_findings(conn, job.image_id, found)
-            values |= {
-                "status": "COMPLETE",
-                "description": COMPLETE_DESCRIPTION,
-                "completed_at": now(),
-                "source_updated_at": source_updated_at,
-                "severity_counts": json.dumps(severity_counts(found)),
-            }
+        values = {"claimed_by": None, "claimed_at": None, "inventory": inventory.to_json()} | _outcome(evaluation)
+        if evaluation.status == "COMPLETE":
+            await _replace_findings(conn, job.image_id, evaluation.findings)
         await conn.execute(update(scans).where(scans.c.image_id == job.image_id).values(**values))
     return True
 
 
-async def fail_scan(svc: Services, job: ScanJob, node: str, description: str) -> None:
+async def fail_scan(svc: Services, job: ScanJob, node: str, description: str) -> bool:
     async with svc.db.write() as conn:
-        await conn.execute(
+        result = await conn.execute(
             update(scans)
             .where(scans.c.image_id == job.image_id, scans.c.claimed_by == node, scans.c.status == "IN_PROGRESS")
             .values(status="FAILED", description=description, claimed_by=None, claimed_at=None)
         )
+    return bool(result.rowcount)
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """An image's latest scan, as ECR's "ECR Image Scan" event reports it."""
+
+    account_id: str
+    region: str
+    repository: str
+    digest: str
+    tags: list[str]
+    status: str
+    severity_counts: dict[str, int]
+
+
+async def scan_result(svc: Services, image_id: int) -> ScanResult | None:
+    repos, image, tags = schema.repositories, schema.images, schema.tags
+    async with svc.db.read() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    scans.c.status, scans.c.severity_counts, image.c.digest,
+                    repos.c.name, repos.c.account_id, repos.c.region,
+                )
+                .join(image, image.c.id == scans.c.image_id)
+                .join(repos, repos.c.id == scans.c.repository_id)
+                .where(scans.c.image_id == image_id)
+            )
+        ).first()  # fmt: skip
+        if row is None:
+            return None
+        names = (
+            await conn.execute(select(tags.c.name).where(tags.c.image_id == image_id).order_by(tags.c.name))
+        ).scalars()
+        tag_list = list(names)
+    counts = json.loads(row.severity_counts or "{}") if row.status == "COMPLETE" else {}
+    return ScanResult(row.account_id, row.region, row.name, row.digest, tag_list, row.status, counts)
 
 
 CONTINUOUS_MARK = "scans.continuous_generation"
@@ -464,15 +577,24 @@ async def _first_mark(svc: Services, current: int) -> bool:
     return current > 0
 
 
+def _rematchable() -> Any:
+    """Completed scans, and scans that failed only for want of vulnerability data."""
+    return (scans.c.status == "COMPLETE") | (
+        (scans.c.status == "FAILED") & scans.c.description.like(NO_DATA_ERROR + ":%")
+    )
+
+
 async def continuous_targets(svc: Services) -> list[tuple[int, Inventory]]:
-    """Completed scans of images in repositories that scan continuously, with their inventories."""
+    """Images in repositories that scan continuously whose stored inventory can be matched again."""
+    from dockyard.scanner.inventory import Inventory
+
     repos = schema.repositories
     async with svc.db.read() as conn:
         rows = (
             await conn.execute(
                 select(scans.c.image_id, scans.c.inventory, repos.c.name, repos.c.account_id, repos.c.region)
                 .join(repos, repos.c.id == scans.c.repository_id)
-                .where(scans.c.status == "COMPLETE", scans.c.inventory.is_not(None))
+                .where(_rematchable(), scans.c.inventory.is_not(None))
             )
         ).all()
         configs: dict[tuple[str, str], Any] = {}
@@ -487,17 +609,33 @@ async def continuous_targets(svc: Services) -> list[tuple[int, Inventory]]:
     return targets
 
 
-async def rematch(svc: Services, image_id: int, inventory: Inventory) -> None:
-    """Match a stored inventory again (continuous scanning), without reading the layers."""
-    found, updated = await match_inventory(svc, inventory)
+def _finding_keys(found: list[Finding]) -> list[tuple[str, str, str, str]]:
+    return [(f.name, f.severity, f.package_name, f.package_version) for f in found]
+
+
+async def rematch(svc: Services, image_id: int, inventory: Inventory) -> bool:
+    """Match a stored inventory again (continuous scanning), without reading the layers; True when
+    the scan's outcome changed (its status, or the findings)."""
+    evaluation = await evaluate(svc, inventory)
     async with svc.db.write() as conn:
-        result = await conn.execute(
-            update(scans)
-            .where(scans.c.image_id == image_id, scans.c.status == "COMPLETE")
-            .values(completed_at=now(), source_updated_at=updated, severity_counts=json.dumps(severity_counts(found)))
-        )
-        if result.rowcount:
-            await _replace_findings(conn, image_id, found)
+        before = (
+            await conn.execute(select(scans.c.status).where(scans.c.image_id == image_id, _rematchable()))
+        ).first()
+        if before is None:
+            return False  # rescanned, or gone, since the targets were listed
+        stored = (
+            await conn.execute(
+                select(findings_table.c.name, findings_table.c.severity, findings_table.c.package_name,
+                       findings_table.c.package_version)
+                .where(findings_table.c.image_id == image_id)
+                .order_by(findings_table.c.position)
+            )
+        ).all()  # fmt: skip
+        await conn.execute(update(scans).where(scans.c.image_id == image_id).values(**_outcome(evaluation)))
+        if evaluation.status != "COMPLETE":
+            return before.status != evaluation.status
+        await _replace_findings(conn, image_id, evaluation.findings)
+    return before.status != evaluation.status or [tuple(r) for r in stored] != _finding_keys(evaluation.findings)
 
 
 # --- software bills of materials ----------------------------------------------------------------
@@ -506,6 +644,8 @@ async def rematch(svc: Services, image_id: int, inventory: Inventory) -> None:
 async def _inventory_of(
     svc: Services, caller: Caller, account_id: str, repository: str, reference: str, action: str
 ) -> tuple[Repository, images.StoredImage, Inventory]:
+    from dockyard.scanner.inventory import Inventory
+
     async with svc.db.read() as conn:
         repo = await open_repository(conn, caller, account_id, repository, action)
         image = await images.find_image(conn, repo, reference)
@@ -525,6 +665,8 @@ async def image_sbom(
     svc: Services, caller: Caller, account_id: str, repository: str, reference: str
 ) -> tuple[str, bytes]:
     """(image digest, CycloneDX JSON) of the inventory the image's latest scan took."""
+    from dockyard.scanner import sbom
+
     repo, image, inventory = await _inventory_of(
         svc, caller, account_id, repository, reference, "ecr:DescribeImageScanFindings"
     )
@@ -534,6 +676,8 @@ async def image_sbom(
 async def attach_sbom(svc: Services, caller: Caller, account_id: str, repository: str, reference: str) -> str:
     """Push the image's SBOM into its repository as an OCI artifact whose subject is the image, so
     the referrers API lists it; returns the artifact manifest's digest."""
+    from dockyard.scanner import sbom
+
     digest, document = await image_sbom(svc, caller, account_id, repository, reference)
     async with svc.db.read() as conn:
         repo = await open_repository(conn, caller, account_id, repository, "ecr:PutImage")

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from dockyard.core.errors import DockyardError
 from dockyard.core.registry import image_details
 from dockyard.core.scanning import scans
+from dockyard.core.scanning.scan_hooks import is_stale
 from dockyard.doors.console.repository import SECTION, refused, repository_of, tab, tab_path
 from dockyard.doors.console.web import Page, Visit, repository_url, see_other
 
@@ -90,7 +91,9 @@ async def findings(visit: Visit) -> Response:
     repo = repository_of(visit)
     digest = visit.param("digest")
     token = visit.param("page") or None
-    context: dict[str, Any] = {"digest": digest, "paged": bool(token), "notice": None, "next_page": None}
+    context: dict[str, Any] = {
+        "digest": digest, "paged": bool(token), "notice": None, "next_page": None, "stale_days": None,
+    }  # fmt: skip
     if visit.param("notice") == "started":
         context["notice"] = "Started the scan. Reload this page to see its findings once it completes."
     try:
@@ -108,6 +111,9 @@ async def findings(visit: Visit) -> Response:
     except DockyardError as exc:
         return refused(visit, exc, "image_findings.html", "images", scan=None, findings=None, **context)
     context["next_page"] = result.get("nextToken")
+    found = result.get("imageScanFindings") or {}
+    max_age = visit.svc.settings.vulndb_max_age_days
+    context["stale_days"] = max_age if is_stale(found.get("vulnerabilitySourceUpdatedAt"), max_age) else None
     return tab(
         visit,
         "image_findings.html",
