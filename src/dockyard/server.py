@@ -6,18 +6,28 @@ pushing the file through Python 64 KiB at a time. docs/benchmarks.md has the mea
 
 granian's workers each bind the port with SO_REUSEPORT, so a second server on a busy port would
 start and share its connections with the first; `claim_addresses` refuses that before anything
-starts, as uvicorn does on its own."""
+starts, as uvicorn does on its own.
+
+`dockyard serve` imports every command and, through them, most of the app; migrations and the
+first start's account come from there too. The supervisor that forks the workers must not carry
+all that: it would count in the memory of every process, and the workers' reference counting would
+copy its pages one by one. So `run` replaces the process (same pid, same descriptors) with a fresh
+interpreter running this module, which imports only what supervising takes: this file, the
+settings, the metrics listener and the HTTP server. tests/unit/test_supervisor_imports.py keeps it so."""
 
 from __future__ import annotations
 
 import atexit
+import gc
 import importlib.util
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from dockyard.config import Settings
+from dockyard.config import Settings, settings_from_json, settings_to_json
 from dockyard.observe import listener
 
 if TYPE_CHECKING:
@@ -26,6 +36,8 @@ if TYPE_CHECKING:
 APP = "dockyard.app:create_app"
 ServerName = Literal["auto", "granian", "uvicorn"]
 SERVERS: tuple[ServerName, ...] = ("auto", "granian", "uvicorn")
+# The workers' settings, as JSON (dockyard.app reads them); the supervisor's listener reads them too.
+SETTINGS_ENV = "DOCKYARD_SETTINGS"
 # granian has no "trace"; uvicorn's most verbose level maps to granian's.
 _GRANIAN_LEVELS = {"trace": "debug"}
 
@@ -81,22 +93,62 @@ def run(
     settings: Settings,
     metrics_address: tuple[str, int] | None,
 ) -> None:
-    """Serve the app, and /metrics on `metrics_address` from a thread of this process, until
-    stopped; the settings reach the workers through the environment (the listener reads the
-    database with `settings`). Raises listener.AddressInUse before anything starts when either
-    address is taken."""
+    """Serve the app, and /metrics on `metrics_address` from a thread of the supervisor, until
+    stopped. This process becomes the supervisor: it is replaced by a fresh interpreter running
+    `supervise` (see the module's docstring), so this call does not return. `settings` reach the
+    workers through the environment; `log_config` is rebuilt there from `log_level` (JSON logs)."""
+    options = {
+        "server": server,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": log_level,
+        "json_logs": log_config is not None,
+        "tls_cert": str(tls_cert) if tls_cert else None,
+        "tls_key": str(tls_key) if tls_key else None,
+        "metrics_address": list(metrics_address) if metrics_address else None,
+    }
+    environment = {**os.environ, SETTINGS_ENV: settings_to_json(settings)}
+    # What the command printed (a new root key, say) must not be lost with this interpreter's buffers.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(
+        sys.executable,
+        [sys.executable, "-P", "-m", "dockyard.server", json.dumps(options)],
+        environment,
+    )
+
+
+def supervise(options: dict[str, Any]) -> None:
+    """The supervisor proper: claim the addresses, start the metrics listener, run the server.
+    Raises listener.AddressInUse before anything starts when either address is taken."""
+    from dockyard.observe import logs
+
+    log_config = logs.logging_config(options["log_level"]) if options["json_logs"] else None
+    if log_config is not None:
+        logs.configure(options["log_level"])
+    settings = settings_from_json(os.environ[SETTINGS_ENV])
+    host, port = options["host"], options["port"]
+    metrics = options["metrics_address"]
+    metrics_address = (str(metrics[0]), int(metrics[1])) if metrics else None
+    tls_cert = Path(options["tls_cert"]) if options["tls_cert"] else None
+    tls_key = Path(options["tls_key"]) if options["tls_key"] else None
     use_private_metrics_dir()
-    metrics = claim_addresses(host, port, settings, metrics_address)
-    if metrics is not None:
-        metrics.start()
+    listening = claim_addresses(host, port, settings, metrics_address)
+    if listening is not None:
+        listening.start()
+    # What this process holds now is shared with every worker it forks: keep the workers' collector
+    # from touching (and so copying) those pages.
+    gc.freeze()
     try:
-        if resolve(server) == "granian":
-            _run_granian(host, port, workers, log_level, log_config, tls_cert, tls_key)
+        args = (host, port, options["workers"], options["log_level"], log_config, tls_cert, tls_key)
+        if resolve(options["server"]) == "granian":
+            _run_granian(*args)
         else:
-            _run_uvicorn(host, port, workers, log_level, log_config, tls_cert, tls_key)
+            _run_uvicorn(*args)
     finally:
-        if metrics is not None:
-            metrics.close()
+        if listening is not None:
+            listening.close()
 
 
 def _run_granian(
@@ -153,3 +205,18 @@ def _run_uvicorn(
         access_log=False,
         **kwargs,
     )
+
+
+def _main(argv: list[str]) -> None:
+    import click
+
+    try:
+        supervise(json.loads(argv[0]))
+    except listener.AddressInUse as exc:
+        # As `dockyard serve` reports it before the exec.
+        click.ClickException(f"cannot listen on {exc.strerror}").show()
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

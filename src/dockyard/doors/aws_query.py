@@ -24,7 +24,6 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape
 
-import botocore.session
 from botocore.model import OperationModel, Shape
 
 VALIDATION_ERROR = "ValidationError"
@@ -51,6 +50,8 @@ def parse_form(body: bytes) -> dict[str, str]:
 
 @lru_cache(maxsize=4)
 def _service_model(service: str) -> Any:
+    import botocore.session  # a few MiB a worker: loaded with the first IAM or STS request
+
     return botocore.session.get_session().get_service_model(service)
 
 

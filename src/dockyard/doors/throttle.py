@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.exceptions import RedisError
-
 from dockyard.auth.sigv4 import AwsError
 from dockyard.auth.sigv4 import Protocol as AwsProtocol
 
@@ -177,6 +175,8 @@ class RedisTokenBuckets:
         if limit is None:
             return True
         key = f"{self._prefix}{account_id}:{operation}"
+        from redis.exceptions import RedisError  # loaded by __init__ already: only with --redis-url
+
         try:
             return bool(await self._take(keys=[key], args=[limit.rate, limit.burst]))
         except (OSError, ConnectionError, TimeoutError, RedisError) as exc:
