@@ -2,9 +2,10 @@
 
 The metadata database has one writer at a time (SQLite's write lock; PostgreSQL's advisory lock,
 see dockyard.store.database). Committing each request's transaction on its own makes every
-request pay for a lock hand-over and a flush to disk. Here a request's transaction runs as a
-savepoint inside a transaction that stays open while other requests of this process are waiting
-their turn; the last of them commits, and every one of them hears that its changes are durable
+request pay for a lock hand-over and a flush to disk. Here a request's transaction runs inside a
+transaction that stays open while other requests of this process are waiting their turn (the
+first of a batch directly, each later one as a savepoint, so that failing takes back only its
+own changes); the last of them commits, and every one of them hears that its changes are durable
 only then. What a request observes is unchanged: its statements run alone, in order, each seeing
 everything before it, and it returns once its changes are committed and on disk. What a failure
 takes back is the one thing that grows: a transaction that fails takes back only its own changes,
@@ -133,7 +134,7 @@ class GroupCommitWriter:
             self._batch = batch
             batch.members += 1
             try:
-                async with self._savepoint(batch):
+                async with self._alone(batch) if batch.members == 1 else self._savepoint(batch):
                     yield batch.conn
             finally:
                 # Nobody else to join this commit (or enough have), or the batch's transaction is
@@ -166,6 +167,17 @@ class GroupCommitWriter:
             raise
         try:
             await nested.commit()
+        except BaseException as exc:
+            batch.lost = exc
+            raise
+
+    @asynccontextmanager
+    async def _alone(self, batch: _Batch) -> AsyncIterator[None]:
+        """The first transaction of a batch, which has it to itself: it needs no savepoint, since
+        taking back its changes is taking back the whole batch's transaction, and nothing else
+        is in it yet. When it fails the batch ends with it (the next one opens a fresh batch)."""
+        try:
+            yield
         except BaseException as exc:
             batch.lost = exc
             raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fnmatch
+import functools
 import json
 import logging
 import weakref
@@ -15,7 +16,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,11 +47,18 @@ from dockyard.core.identity.access import Resource, authorize, repository_arn
 from dockyard.core.identity.caller import Caller
 from dockyard.core.operations.creation_templates import open_for_push
 from dockyard.core.registry.manifests import MAX_MANIFEST_SIZE, Manifest, ManifestError, is_digest, parse_manifest
-from dockyard.core.registry.repositories import Repository, not_found, open_repository, repository_resource
+from dockyard.core.registry.repositories import (
+    Repository,
+    not_found,
+    open_repository,
+    repository_resource,
+    resource_in,
+)
 from dockyard.core.scanning import scan_hooks
 from dockyard.core.services import Services, now
 from dockyard.store import fastread, schema
 from dockyard.store.database import Database
+from dockyard.store.prepared import Prepared
 
 log = logging.getLogger(__name__)
 images = schema.images
@@ -61,6 +82,16 @@ class StoredImage:
     last_pull_at: float | None
 
 
+_IMAGE_INSERT_COLUMNS = (
+    "repository_id",
+    "digest",
+    "media_type",
+    "artifact_type",
+    "subject_digest",
+    "size",
+    "manifest",
+    "pushed_at",
+)
 _IMAGE_COLUMNS = (
     images.c.id,
     images.c.digest,
@@ -107,32 +138,6 @@ def parse(data: bytes, media_type: str | None, infer_from_layout: bool = True) -
         return parse_manifest(data, media_type, infer_from_layout=infer_from_layout)
     except ManifestError as exc:
         raise ManifestInvalid(str(exc), exc.code) from exc
-
-
-async def _missing_blobs(conn: AsyncConnection, repo: Repository, manifest: Manifest) -> list[str]:
-    wanted = manifest.blob_digests()
-    if not wanted:
-        return []
-    rb = schema.repository_blobs
-    present = set(
-        (
-            await conn.execute(select(rb.c.digest).where(rb.c.repository_id == repo.id, rb.c.digest.in_(wanted)))
-        ).scalars()
-    )
-    return [d for d in wanted if d not in present]
-
-
-async def _child_sizes(conn: AsyncConnection, repo: Repository, manifest: Manifest) -> dict[str, int]:
-    """digest -> size of the manifests an index names that the repository holds: one read gives
-    both which children are missing and the sizes an index's imageSizeInBytes comes from."""
-    if not manifest.manifests:
-        return {}
-    rows = await conn.execute(
-        select(images.c.digest, images.c.size).where(
-            images.c.repository_id == repo.id, images.c.digest.in_(manifest.child_digests())
-        )
-    )
-    return {row.digest: row.size for row in rows}
 
 
 def _tag_is_immutable(repo_mutability: str, exclusions: str | None, tag: str) -> bool:
@@ -185,30 +190,22 @@ async def put_manifest(
             f"Layers per image: {limits.layers_per_image}"
         )
     async with svc.db.write() as conn:
-        repo = await open_for_push(svc, conn, caller, account_id, repository, "ecr:PutImage")
-        missing = await _missing_blobs(conn, repo, manifest)
+        target = await _open_push_target(svc, conn, caller, account_id, repository, tag, manifest.digest)
+        repo = target.repo
+        present, child_sizes = await _references_held(conn, repo, manifest)
+        missing = [d for d in manifest.blob_digests() if d not in present]
         if missing:
             raise LayersNotFoundException(
                 f"Layers with digests '[{', '.join(missing)}]' required for pushing image into repository with name "
                 f"'{repo.name}' in the registry with id '{repo.account_id}' do not exist"
             )
-        child_sizes = await _child_sizes(conn, repo, manifest)
         missing = [d for d in manifest.child_digests() if d not in child_sizes]
         if missing:
             raise ReferencedImagesNotFoundException(
                 f"Manifests with digests '[{', '.join(missing)}]' required for pushing image into repository with name "
                 f"'{repo.name}' in the registry with id '{repo.account_id}' do not exist"
             )
-        existing = (
-            await conn.execute(
-                select(images.c.id).where(images.c.repository_id == repo.id, images.c.digest == manifest.digest)
-            )
-        ).scalar()
-        current_tag_image = None
-        if tag is not None:
-            current_tag_image = (
-                await conn.execute(select(tags.c.image_id).where(tags.c.repository_id == repo.id, tags.c.name == tag))
-            ).scalar()
+        existing, current_tag_image = target.existing, target.tagged
         if refuse_existing and existing is not None and (tag is None or current_tag_image == existing):
             described = f"and tag '{tag}' " if tag else ""
             raise ImageAlreadyExistsException(
@@ -227,54 +224,132 @@ async def put_manifest(
                 "overwritten because the tag is immutable."
             )
         if existing is None:
-            existing = await _insert_image(svc, conn, repo, manifest, data, child_sizes)
+            existing = await _insert_image(svc, conn, target, manifest, data, child_sizes)
             await scan_hooks.queue_scan_on_push(conn, repo, manifest, existing)
         if tag is not None and current_tag_image != existing:
-            if current_tag_image is None:
-                await conn.execute(
-                    insert(tags).values(repository_id=repo.id, name=tag, image_id=existing, updated_at=now())
-                )
-            else:
-                await conn.execute(
-                    update(tags)
-                    .where(tags.c.repository_id == repo.id, tags.c.name == tag)
-                    .values(image_id=existing, updated_at=now())
-                )
+            values = {"repository_id": repo.id, "name": tag, "image_id": existing, "updated_at": now()}
+            await (_INSERT_TAG if current_tag_image is None else _MOVE_TAG).execute(conn, values)
     return repo, manifest
 
 
+@dataclass(frozen=True)
+class _PushTarget:
+    """What a manifest PUT needs of its repository, read in one statement."""
+
+    repo: Repository
+    image_count: int
+    # The id of the image with the manifest's digest, and of the image the tag names, if any.
+    existing: int | None
+    tagged: int | None
+
+
+async def _read_push_target(
+    conn: AsyncConnection, account_id: str, region: str, name: str, tag: str | None, digest: str
+) -> _PushTarget | None:
+    params = {"account": account_id, "region": region, "name": name, "digest": digest, "tag": tag}
+    row = (await _PUSH_TARGET.execute(conn, params)).first()
+    if row is None:
+        return None
+    existing, tagged = row[-2:]
+    return _PushTarget(repository_of(row), int(row[-3]), existing, tagged)
+
+
+async def _open_push_target(
+    svc: Services, conn: AsyncConnection, caller: Caller, account_id: str, name: str, tag: str | None, digest: str
+) -> _PushTarget:
+    """open_for_push for a manifest PUT: the repository (created first if a CREATE_ON_PUSH
+    template covers a missing one), once the caller may PutImage it, with its image count, the
+    image holding `digest` and the image `tag` names, all read in one statement."""
+    target = await _read_push_target(conn, account_id, caller.region, name, tag, digest)
+    if target is None:
+        # Missing: open_for_push authorises, refuses or creates it in open_repository's order.
+        await open_for_push(svc, conn, caller, account_id, name, "ecr:PutImage")
+        target = await _read_push_target(conn, account_id, caller.region, name, tag, digest)
+        assert target is not None
+        return target
+    await authorize(caller, "ecr:PutImage", await resource_in(conn, caller, target.repo))
+    return target
+
+
+@functools.lru_cache(maxsize=256)
+def _references_statement(blobs: int, children: int) -> Prepared:
+    """Which of `blobs` digests the repository links and which of `children` manifests it holds
+    (with their sizes), in one statement; kind 0 rows are blobs, kind 1 rows children."""
+    rb = schema.repository_blobs
+    parts = []
+    if blobs:
+        digests = [bindparam(f"b{n}") for n in range(blobs)]
+        parts.append(
+            select(rb.c.digest, literal_column("0").label("kind"), cast(null(), BigInteger).label("size")).where(
+                rb.c.repository_id == bindparam("repository_id"), rb.c.digest.in_(digests)
+            )
+        )
+    if children:
+        digests = [bindparam(f"c{n}") for n in range(children)]
+        parts.append(
+            select(images.c.digest, literal_column("1").label("kind"), images.c.size).where(
+                images.c.repository_id == bindparam("repository_id"), images.c.digest.in_(digests)
+            )
+        )
+    return Prepared(parts[0] if len(parts) == 1 else union_all(*parts))
+
+
+async def _references_held(
+    conn: AsyncConnection, repo: Repository, manifest: Manifest
+) -> tuple[set[str], dict[str, int]]:
+    """(the blobs `manifest` names that the repository links, digest -> size of the manifests an
+    index names that the repository holds): one read gives which references are missing and the
+    sizes an index's imageSizeInBytes comes from."""
+    blobs = list(dict.fromkeys(manifest.blob_digests()))
+    children = list(dict.fromkeys(manifest.child_digests())) if manifest.manifests else []
+    if not blobs and not children:
+        return set(), {}
+    params: dict[str, Any] = {"repository_id": repo.id}
+    params |= {f"b{n}": d for n, d in enumerate(blobs)}
+    params |= {f"c{n}": d for n, d in enumerate(children)}
+    present: set[str] = set()
+    sizes: dict[str, int] = {}
+    for digest, kind, size in await _references_statement(len(blobs), len(children)).execute(conn, params):
+        if kind == 0:
+            present.add(digest)
+        else:
+            sizes[digest] = int(size)
+    return present, sizes
+
+
 async def _insert_image(
-    svc: Services, conn: AsyncConnection, repo: Repository, manifest: Manifest, data: bytes, child_sizes: dict[str, int]
+    svc: Services,
+    conn: AsyncConnection,
+    target: _PushTarget,
+    manifest: Manifest,
+    data: bytes,
+    child_sizes: dict[str, int],
 ) -> int:
-    count = (await conn.execute(select(repos.c.image_count).where(repos.c.id == repo.id))).scalar_one()
-    if count >= svc.settings.limits.images_per_repository:
+    repo = target.repo
+    if target.image_count >= svc.settings.limits.images_per_repository:
         raise LimitExceededException(
             "The operation did not succeed because it would have exceeded a service limit for your account. "
             f"Images per repository: {svc.settings.limits.images_per_repository}"
         )
+    values = {
+        "repository_id": repo.id,
+        "digest": manifest.digest,
+        "media_type": manifest.media_type,
+        "artifact_type": manifest.artifact_type,
+        "subject_digest": manifest.subject.digest if manifest.subject else None,
+        "size": manifest.image_size(child_sizes),
+        "manifest": data,
+        "pushed_at": now(),
+    }
     try:
-        result = await conn.execute(
-            insert(images).values(
-                repository_id=repo.id,
-                digest=manifest.digest,
-                media_type=manifest.media_type,
-                artifact_type=manifest.artifact_type,
-                subject_digest=manifest.subject.digest if manifest.subject else None,
-                size=manifest.image_size(child_sizes),
-                manifest=data,
-                pushed_at=now(),
-            )
-        )
+        image_id = int((await _INSERT_IMAGE.execute(conn, values)).scalar_one())
     except IntegrityError as exc:  # pragma: no cover - the write lock serialises this on SQLite
         raise ImageAlreadyExistsException(f"Image with digest '{manifest.digest}' already exists") from exc
-    image_id = int(result.inserted_primary_key[0])
-    await conn.execute(update(repos).where(repos.c.id == repo.id).values(image_count=repos.c.image_count + 1))
+    await _COUNT_IMAGE.execute(conn, {"repository_id": repo.id})
     references = {d: "blob" for d in manifest.blob_digests()} | {m.digest: "manifest" for m in manifest.manifests}
-    if references:
-        await conn.execute(
-            insert(schema.image_references),
-            [{"image_id": image_id, "digest": d, "kind": k} for d, k in references.items()],
-        )
+    await _INSERT_REFERENCE.execute_many(
+        conn, [{"image_id": image_id, "digest": d, "kind": k} for d, k in references.items()]
+    )
     return image_id
 
 
@@ -313,6 +388,45 @@ _BY_DIGEST = (
 
 
 _REPOSITORY = select(*_REPOSITORY_COLUMNS).where(_THIS_REPOSITORY)
+
+# The write path's statements, built once with bind parameters and run through store.prepared:
+# a manifest PUT runs them inside the single writer's turn, so their CPU is everyone's wait.
+_PUSH_TARGET = Prepared(
+    select(
+        *_REPOSITORY_COLUMNS,
+        repos.c.image_count,
+        select(images.c.id)
+        .where(images.c.repository_id == repos.c.id, images.c.digest == bindparam("digest"))
+        .scalar_subquery(),
+        select(tags.c.image_id)
+        .where(tags.c.repository_id == repos.c.id, tags.c.name == bindparam("tag"))
+        .scalar_subquery(),
+    ).where(_THIS_REPOSITORY)
+)
+_INSERT_IMAGE = Prepared(
+    insert(images).values({column: bindparam(column) for column in _IMAGE_INSERT_COLUMNS}).returning(images.c.id)
+)
+_COUNT_IMAGE = Prepared(
+    update(repos).where(repos.c.id == bindparam("repository_id")).values(image_count=repos.c.image_count + 1)
+)
+_INSERT_REFERENCE = Prepared(
+    insert(schema.image_references).values(
+        image_id=bindparam("image_id"), digest=bindparam("digest"), kind=bindparam("kind")
+    )
+)
+_INSERT_TAG = Prepared(
+    insert(tags).values(
+        repository_id=bindparam("repository_id"),
+        name=bindparam("name"),
+        image_id=bindparam("image_id"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+_MOVE_TAG = Prepared(
+    update(tags)
+    .where(tags.c.repository_id == bindparam("repository_id"), tags.c.name == bindparam("name"))
+    .values(image_id=bindparam("image_id"), updated_at=bindparam("updated_at"))
+)
 
 
 def repository_of(row: tuple[Any, ...]) -> Repository:
@@ -365,7 +479,13 @@ async def get_manifest(
     image = StoredImage(*image_values)
     if _gate_may_apply(*row[-2:]):
         async with svc.db.read() as conn:
-            await scan_hooks.check_pull(conn, repo, image.id, image.digest)
+            await scan_hooks.check_pull(
+                conn,
+                repo,
+                image.id,
+                image.digest,
+                refuse_missing_data=svc.settings.scan_gate_missing_data == scan_hooks.MISSING_DATA_REFUSE,
+            )
     if record_pull:
         await record_pull_time(svc, image)
     return repo, image

@@ -111,14 +111,14 @@ async def open_repository(
     if repo is None:
         resource = Resource(arn=repository_arn(caller.region, account_id, name), account_id=account_id)
     else:
-        resource = await _resource_in(conn, caller, repo)
+        resource = await resource_in(conn, caller, repo)
     await authorize(caller, action, resource, context)
     if repo is None:
         raise not_found(name, account_id)
     return repo
 
 
-async def _resource_in(conn: AsyncConnection, caller: Caller, repo: Repository) -> Resource:
+async def resource_in(conn: AsyncConnection, caller: Caller, repo: Repository) -> Resource:
     """`repo` as the policy engine sees it: with its tags only when a policy reads them."""
     if not reads_resource_tags(caller, repo.policy_text):
         return repo.resource
@@ -127,11 +127,11 @@ async def _resource_in(conn: AsyncConnection, caller: Caller, repo: Repository) 
 
 
 async def repository_resource(svc: Services, caller: Caller, repo: Repository) -> Resource:
-    """As `_resource_in`, for callers that hold no connection (the fast read paths)."""
+    """As `resource_in`, for callers that hold no connection (the fast read paths)."""
     if not reads_resource_tags(caller, repo.policy_text):
         return repo.resource
     async with svc.db.read() as conn:
-        return await _resource_in(conn, caller, repo)
+        return await resource_in(conn, caller, repo)
 
 
 def describe(svc: Services, repo: Repository) -> dict[str, Any]:
