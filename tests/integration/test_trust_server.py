@@ -44,16 +44,7 @@ def poll(condition: Any, what: str, timeout: float = POLL_TIMEOUT) -> Any:
 def second_serve(first: DockyardServer, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`dockyard serve` on its own data directory with `args`; kills it (and its workers) if it is
     still running after REFUSAL_TIMEOUT, which the caller sees as a None return code."""
-    command = [
-        *dockyard_command(),
-        "serve",
-        "--data-dir",
-        str(work / "data"),
-        "--vulndb-update-interval",
-        "0",
-        *WORKERS,
-        *args,
-    ]
+    command = [*dockyard_command(), "serve", "--data-dir", str(work / "data"), *WORKERS, *args]
     work.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         command,

@@ -149,11 +149,6 @@ class DockyardServer:
         )
         if not chosen:
             args += ["--metrics-address", f"{self.host}:{self.metrics_port}"]
-        # Test servers never reach for the internet's vulnerability data: tests import theirs.
-        if "DOCKYARD_VULNDB_UPDATE_INTERVAL" not in self.extra_env and not any(
-            arg.startswith("--vulndb-update-interval") for arg in self.extra_args
-        ):
-            args += ["--vulndb-update-interval", "0"]
         return [*args, *self.extra_args]
 
     def server_env(self) -> dict[str, str]:

@@ -128,12 +128,11 @@ async def run_vulndb_update(svc: Services) -> list[vulndb_update.Outcome]:
 
 async def vulndb_due_in(svc: Services, interval: float) -> float:
     """Seconds until the vulnerability data is an interval old, so a restart keeps the schedule.
-    With no data yet, none: a new server fetches its data at once, as ECR never scans without it
-    (an air-gapped site turns the schedule off and imports instead)."""
+    With no data yet, a whole interval: a new server fetches nothing unasked (see `vulndb update`)."""
     async with svc.db.read() as conn:
         loaded = await vulndb_store.ecosystems_loaded(conn)
     if not loaded:
-        return 0.0
+        return interval
     return max(0.0, min(loaded.values()) + interval - time.time())
 
 
