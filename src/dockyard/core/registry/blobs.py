@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dockyard.core.errors import BlobUnknown
 from dockyard.core.identity.caller import Caller
 from dockyard.core.operations.creation_templates import open_for_push
-from dockyard.core.registry.images import _REPOSITORY_COLUMNS, _THIS_REPOSITORY, _authorized_repository
+from dockyard.core.registry.images import REPOSITORY_COLUMNS, THIS_REPOSITORY, authorized_repository
 from dockyard.core.registry.repositories import Repository, open_repository
 from dockyard.core.services import Services, now
 from dockyard.store import fastread, schema
@@ -30,13 +30,13 @@ _logged: set[tuple[str, str]] = set()
 # A blob GET or HEAD in one indexed read: the repository (absent: no rows), and the blob's size
 # and link if the repository has it (NULLs if not), run through store.fastread.
 _LINK = (
-    select(*_REPOSITORY_COLUMNS, schema.blobs.c.size, rb.c.linked_at)
+    select(*REPOSITORY_COLUMNS, schema.blobs.c.size, rb.c.linked_at)
     .select_from(
         schema.repositories.outerjoin(
             rb, and_(rb.c.repository_id == schema.repositories.c.id, rb.c.digest == bindparam("digest"))
         ).outerjoin(schema.blobs, schema.blobs.c.digest == rb.c.digest)
     )
-    .where(_THIS_REPOSITORY)
+    .where(THIS_REPOSITORY)
 )
 
 
@@ -196,7 +196,7 @@ async def stat_blob(
     params = {"account": account_id, "region": caller.region, "name": repository, "digest": digest}
     rows = await fastread.fetch(svc.db, _LINK, params)
     # Authorised before the blob is looked at: AccessDenied comes before any NotFound.
-    repo = await _authorized_repository(svc, caller, account_id, repository, action, rows)
+    repo = await authorized_repository(svc, caller, account_id, repository, action, rows)
     size, linked_at = rows[0][-2:]
     if size is None:
         raise blob_unknown(repo, digest)

@@ -357,7 +357,7 @@ async def _insert_image(
 # image the reference names (by tag or by digest) and whether a scan gate could apply. Built
 # once; run through store.fastread, so it costs microseconds rather than milliseconds.
 _REPOSITORY_FIELDS = tuple(f.name for f in dataclasses.fields(Repository))
-_REPOSITORY_COLUMNS = tuple(repos.c[name] for name in _REPOSITORY_FIELDS)
+REPOSITORY_COLUMNS = tuple(repos.c[name] for name in _REPOSITORY_FIELDS)
 _STORED_COLUMNS = tuple(images.c[f.name] for f in dataclasses.fields(StoredImage))
 _GATE_TAG = (
     select(schema.repository_tags.c.value)
@@ -369,31 +369,31 @@ _GATE_SEVERITY = (
     .where(schema.scan_gates.c.account_id == repos.c.account_id, schema.scan_gates.c.region == repos.c.region)
     .scalar_subquery()
 )
-_THIS_REPOSITORY = and_(
+THIS_REPOSITORY = and_(
     repos.c.account_id == bindparam("account"), repos.c.region == bindparam("region"), repos.c.name == bindparam("name")
 )
 _TAG_OF_THIS_REPOSITORY = and_(tags.c.repository_id == repos.c.id, tags.c.name == bindparam("reference"))
 _BY_TAG = (
-    select(*_REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY)
+    select(*REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY)
     .select_from(repos.outerjoin(tags, _TAG_OF_THIS_REPOSITORY).outerjoin(images, images.c.id == tags.c.image_id))
-    .where(_THIS_REPOSITORY)
+    .where(THIS_REPOSITORY)
 )
 _BY_DIGEST = (
-    select(*_REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY)
+    select(*REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY)
     .select_from(
         repos.outerjoin(images, and_(images.c.repository_id == repos.c.id, images.c.digest == bindparam("reference")))
     )
-    .where(_THIS_REPOSITORY)
+    .where(THIS_REPOSITORY)
 )
 
 
-_REPOSITORY = select(*_REPOSITORY_COLUMNS).where(_THIS_REPOSITORY)
+_REPOSITORY = select(*REPOSITORY_COLUMNS).where(THIS_REPOSITORY)
 
 # The write path's statements, built once with bind parameters and run through store.prepared:
 # a manifest PUT runs them inside the single writer's turn, so their CPU is everyone's wait.
 _PUSH_TARGET = Prepared(
     select(
-        *_REPOSITORY_COLUMNS,
+        *REPOSITORY_COLUMNS,
         repos.c.image_count,
         select(images.c.id)
         .where(images.c.repository_id == repos.c.id, images.c.digest == bindparam("digest"))
@@ -401,7 +401,7 @@ _PUSH_TARGET = Prepared(
         select(tags.c.image_id)
         .where(tags.c.repository_id == repos.c.id, tags.c.name == bindparam("tag"))
         .scalar_subquery(),
-    ).where(_THIS_REPOSITORY)
+    ).where(THIS_REPOSITORY)
 )
 _INSERT_IMAGE = Prepared(
     insert(images).values({column: bindparam(column) for column in _IMAGE_INSERT_COLUMNS}).returning(images.c.id)
@@ -430,13 +430,13 @@ _MOVE_TAG = Prepared(
 
 
 def repository_of(row: tuple[Any, ...]) -> Repository:
-    """A Repository from the leading _REPOSITORY_COLUMNS of a fastread row."""
+    """A Repository from the leading REPOSITORY_COLUMNS of a fastread row."""
     values = dict(zip(_REPOSITORY_FIELDS, row[: len(_REPOSITORY_FIELDS)], strict=True))
     values["scan_on_push"] = bool(values["scan_on_push"])
     return Repository(**values)
 
 
-async def _authorized_repository(
+async def authorized_repository(
     svc: Services, caller: Caller, account_id: str, name: str, action: str, rows: list[tuple[Any, ...]]
 ) -> Repository:
     """The repository leading the first of `rows` (none: it does not exist), once `caller` may
@@ -454,7 +454,7 @@ async def open_repository_fast(svc: Services, caller: Caller, account_id: str, n
     """repositories.open_repository through store.fastread, for the hot read paths."""
     params = {"account": account_id, "region": caller.region, "name": name}
     rows = await fastread.fetch(svc.db, _REPOSITORY, params)
-    return await _authorized_repository(svc, caller, account_id, name, action, rows)
+    return await authorized_repository(svc, caller, account_id, name, action, rows)
 
 
 def _gate_may_apply(gate_tag: str | None, gate_severity: str | None) -> bool:
@@ -470,9 +470,9 @@ async def get_manifest(
     statement = _BY_DIGEST if is_digest(reference) else _BY_TAG
     params = {"account": account_id, "region": caller.region, "name": repository, "reference": reference}
     rows = await fastread.fetch(svc.db, statement, params)
-    repo = await _authorized_repository(svc, caller, account_id, repository, "ecr:BatchGetImage", rows)
+    repo = await authorized_repository(svc, caller, account_id, repository, "ecr:BatchGetImage", rows)
     row = rows[0]
-    split = len(_REPOSITORY_COLUMNS)
+    split = len(REPOSITORY_COLUMNS)
     image_values = row[split : split + len(_STORED_COLUMNS)]
     if image_values[0] is None:
         raise image_not_found(repo, reference)
