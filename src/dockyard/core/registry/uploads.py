@@ -110,6 +110,20 @@ async def _load(conn: AsyncConnection, repo: Repository, upload_id: str) -> Uplo
     return Upload(upload_id, repo, row.size, row.parts, row.last_part_size, row.writer)
 
 
+async def _standing_at(
+    svc: Services, repo: Repository, upload_id: str, start: int | None, part_rules: bool = False
+) -> Upload:
+    """The upload as its row records it (the caller holds its lock), refused when a chunk that
+    says where it starts does not start there."""
+    async with svc.db.read() as conn:
+        upload = await _load(conn, repo, upload_id)
+    if start is not None and start != upload.size:
+        if part_rules:
+            raise invalid_part(upload)
+        raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
+    return upload
+
+
 async def find_upload(
     svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str, action: str
 ) -> Upload:
@@ -135,12 +149,7 @@ async def append(
     repo = await _authorised(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
     try:
         async with svc.blobs.upload_lock(upload_id):
-            async with svc.db.read() as conn:
-                upload = await _load(conn, repo, upload_id)
-            if start is not None and start != upload.size:
-                if part_rules:
-                    raise invalid_part(upload)
-                raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
+            upload = await _standing_at(svc, repo, upload_id, start, part_rules)
             if part_rules:
                 _check_part_rules(upload, start, last_byte)
             appended = await svc.blobs.append(upload_id, upload.size, upload.writer, chunks)
@@ -246,10 +255,7 @@ async def complete(
     repo = await _authorised(svc, caller, account_id, repository, upload_id, "ecr:CompleteLayerUpload")
     try:
         async with svc.blobs.upload_lock(upload_id):
-            async with svc.db.read() as conn:
-                upload = await _load(conn, repo, upload_id)
-            if start is not None and start != upload.size:
-                raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
+            upload = await _standing_at(svc, repo, upload_id, start)
             # Even without a final chunk: this cuts off bytes a refused chunk left past the recorded size.
             appended = await svc.blobs.append(upload_id, upload.size, upload.writer, chunks or _nothing())
             size = appended.size
