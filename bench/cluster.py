@@ -136,6 +136,8 @@ def main(argv: list[str]) -> int:
                 *("--registry-host", f"{HOST}:{lb_port}"),
                 # Nodes on one host cannot share the default metrics address; nothing here scrapes it.
                 *("--metrics-address", "off"),
+                # Offline: a fresh node would fetch osv.dev's vulnerability data at once.
+                *("--vulndb-update-interval", "0"),
             ]
             log = work / f"node-{number}.log"
             process = stack.enter_context(_process(command, log, env))

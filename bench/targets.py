@@ -195,6 +195,9 @@ def start_dockyard(work: Path, workers: int, extra_args: list[str]) -> Target:
         # Nothing here scrapes metrics, and a default metrics port could be taken on a shared host.
         "--metrics-address",
         "off",
+        # The benchmark measures the registry offline, not a download of the vulnerability data.
+        "--vulndb-update-interval",
+        "0",
         *extra_args,
     ]
     log = work / "dockyard.log"

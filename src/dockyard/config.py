@@ -58,6 +58,8 @@ class Operations:
     gc_grace_seconds: float = 3600.0
     upload_expiry_seconds: float = 24 * 3600.0
     lifecycle_interval_seconds: float = 3600.0
+    # How often the archive mover looks for layers to move to or from the archive tier (0: never).
+    archive_interval_seconds: float = 30.0
     log_level: str = "info"
 
 
@@ -81,6 +83,11 @@ class Settings:
     s3_region: str | None = None
     # Answer blob GETs with a redirect to a presigned object URL instead of streaming through the node.
     s3_redirect: bool = False
+    # The archive tier (archive storage class): a directory (another disk) for the filesystem
+    # store, None for <data_dir>/archive; on S3 the storage class archived layers move to (one
+    # that reads at once, so a restore is a copy).
+    archive_dir: str | None = None
+    s3_archive_storage_class: str = "GLACIER_IR"
     # Shared state between nodes (throttling buckets); None keeps it in each process.
     redis_url: str | None = None
     # Durable commits (fsync) on SQLite; off only for throwaway benchmarks.
@@ -99,6 +106,15 @@ class Settings:
     vulndb_url: str = DEFAULT_VULNDB_URL
     vulndb_ecosystems: list[str] = field(default_factory=list)
     vulndb_update_interval_seconds: float = 86400.0
+    # Regions another Dockyard deployment serves (region -> its URL), and the access key
+    # ("KEY_ID:SECRET") replication signs in to each with: replication to such a region pushes
+    # over the network (core/replication/sites.py) instead of writing this deployment's metadata.
+    replication_sites: dict[str, str] = field(default_factory=dict)
+    replication_site_credentials: dict[str, str] = field(default_factory=dict)
+    # Upstream registries a pull through cache rule may name beyond the public ones ECR supports
+    # ("host" or "host:port"; a mirror, a registry inside the network). Tenants choose rules'
+    # URLs, so without this list none may make the server reach into the operator's network.
+    pull_through_upstreams: list[str] = field(default_factory=list)
 
     @property
     def scheme(self) -> str:
@@ -120,6 +136,10 @@ class Settings:
     @property
     def blob_root(self) -> Path:
         return self.data_dir / "storage"
+
+    @property
+    def archive_root(self) -> Path:
+        return Path(self.archive_dir) if self.archive_dir else self.data_dir / "archive"
 
     @property
     def audit_dir(self) -> Path:
@@ -163,3 +183,15 @@ def settings_from_json(text: str) -> Settings:
     operations["rate_limits"] = {k: tuple(v) for k, v in operations.get("rate_limits", _default_rate_limits()).items()}
     data["operations"] = Operations(**operations)
     return Settings(**data)
+
+
+def parse_region_map(values: list[str] | tuple[str, ...], what: str) -> dict[str, str]:
+    """REGION=VALUE pairs (--replication-site, --replication-site-credentials) as a mapping;
+    ValueError naming the pair that is not one."""
+    found: dict[str, str] = {}
+    for value in values:
+        region, sep, rest = value.partition("=")
+        if not sep or not region.strip() or not rest.strip():
+            raise ValueError(f"{what} must be REGION=VALUE, not {value!r}")
+        found[region.strip()] = rest.strip()
+    return found

@@ -40,6 +40,7 @@ SERVERS: tuple[ServerName, ...] = ("auto", "granian", "uvicorn")
 SETTINGS_ENV = "DOCKYARD_SETTINGS"
 # granian has no "trace"; uvicorn's most verbose level maps to granian's.
 _GRANIAN_LEVELS = {"trace": "debug"}
+_GRANIAN_UNUSED = ("watchfiles", "dotenv")
 
 
 def default_workers() -> int:
@@ -160,6 +161,11 @@ def _run_granian(
     tls_cert: Path | None,
     tls_key: Path | None,
 ) -> None:
+    # granian imports these when installed, for --reload and --env-files, which Dockyard never
+    # asks of it; refused (an ImportError it expects), they stay out of this process and so out of
+    # every worker forked from it.
+    for optional in _GRANIAN_UNUSED:
+        sys.modules.setdefault(optional, None)
     from granian import Granian
     from granian.constants import Interfaces
     from granian.log import LogLevels
@@ -208,11 +214,11 @@ def _run_uvicorn(
 
 
 def _main(argv: list[str]) -> None:
-    import click
-
     try:
         supervise(json.loads(argv[0]))
     except listener.AddressInUse as exc:
+        import click  # only here: the workers, forked from this process, would all carry it
+
         # As `dockyard serve` reports it before the exec.
         click.ClickException(f"cannot listen on {exc.strerror}").show()
         sys.exit(1)

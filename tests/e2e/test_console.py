@@ -65,7 +65,12 @@ def new_page(browser: Browser) -> Page:
 
 
 def sign_in(
-    page: Page, server: DockyardServer, key_id: str, secret: str, screenshots: Screenshots | None = None
+    page: Page,
+    server: DockyardServer,
+    key_id: str,
+    secret: str,
+    screenshots: Screenshots | None = None,
+    heading: str = "Repositories",
 ) -> None:
     page.goto(console(server))
     expect(page).to_have_url(re.compile(r"/console/sign-in"))
@@ -74,7 +79,7 @@ def sign_in(
     page.get_by_label("Access key ID").fill(key_id)
     page.get_by_label("Secret access key").fill(secret)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Repositories", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
 
 
 def import_advisories(server: DockyardServer) -> None:
@@ -267,7 +272,8 @@ def test_console_walkthrough(
 
     # In the console the same user sees AWS's AccessDenied message for what it may not do.
     puller_page = new_page(chromium)
-    sign_in(puller_page, server, puller_key, puller_secret)
+    # It may not list the repositories: a page that says so, not an empty list.
+    sign_in(puller_page, server, puller_key, puller_secret, heading="You may not see this")
     denied = puller_page.get_by_role("alert")
     expect(denied).to_contain_text("AccessDeniedException")
     expect(denied).to_contain_text(

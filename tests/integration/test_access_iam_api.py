@@ -226,22 +226,43 @@ def test_roles_with_trust_policies(iam: Iam, dockyard_server: DockyardServer) ->
     iam("delete-role", "--role-name", name)
 
 
-def test_aws_managed_policies_are_listed_with_the_seed_documents(iam: Iam) -> None:
+def test_aws_managed_policies_are_listed_with_their_version_history(iam: Iam) -> None:
     listed = iam("list-policies", "--scope", "AWS")["Policies"]
     names = {p["PolicyName"] for p in listed}
     assert set(MANAGED_ECR) <= names
-    full = iam("get-policy", "--policy-arn", "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess")["Policy"]
-    assert full["Arn"] == "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess"
-    assert full["DefaultVersionId"] == "v1" and full["IsAttachable"] is True
-    version = iam(
-        "get-policy-version",
-        "--policy-arn",
-        "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess",
-        "--version-id",
+    arn = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess"
+    full = iam("get-policy", "--policy-arn", arn)["Policy"]
+    assert full["Arn"] == arn
+    assert full["DefaultVersionId"] == "v3" and full["IsAttachable"] is True
+    # Created with ECR's first policies; updated when its default version was.
+    assert full["CreateDate"].startswith("2015-12-21T17:")
+    assert full["UpdateDate"] == "2020-12-05T00:04:19Z"
+    versions = iam("list-policy-versions", "--policy-arn", arn)["Versions"]
+    assert [(v["VersionId"], v["IsDefaultVersion"]) for v in versions] == [
+        ("v3", True),
+        ("v2", False),
+        ("v1", False),
+    ]
+    assert versions[1]["CreateDate"] == "2017-11-10T17:54:49Z"
+
+    def document(version_id: str) -> object:
+        found = iam("get-policy-version", "--policy-arn", arn, "--version-id", version_id)["PolicyVersion"]
+        assert found["IsDefaultVersion"] is (version_id == "v3")
+        return found["Document"]
+
+    # v1 is the seed's document; the default is today's.
+    assert document("v1") == policy(allow(["ecr:*"]))
+    assert document("v2") == policy(allow(["ecr:*", "cloudtrail:LookupEvents"]))
+    today = document("v3")
+    assert isinstance(today, dict)
+    assert today["Statement"][0]["Action"] == ["ecr:*", "cloudtrail:LookupEvents"]
+    assert today["Statement"][1]["Action"] == ["iam:CreateServiceLinkedRole"]
+    read_only = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+    assert [v["VersionId"] for v in iam("list-policy-versions", "--policy-arn", read_only)["Versions"]] == [
+        "v3",
+        "v2",
         "v1",
-    )["PolicyVersion"]
-    assert version["Document"] == policy(allow(["ecr:*"]))
-    assert version["IsDefaultVersion"] is True
+    ]
     assert not {p["PolicyName"] for p in iam("list-policies", "--scope", "Local")["Policies"]} & set(MANAGED_ECR)
 
 

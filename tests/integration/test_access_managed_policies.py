@@ -150,6 +150,12 @@ def test_read_only(
     assert not _can_push(registry, seeded, password, tmp_path)
     assert _api(aws, user, "describe-repositories", "--repository-names", seeded.repository)[0]
     assert _api(aws, user, "list-images", "--repository-name", seeded.repository)[0]
+    # Today's version of the policy (v3) grants what the console's read-only views need.
+    assert _api(aws, user, "describe-images", "--repository-name", seeded.repository) == (True, "")
+    assert _api(aws, user, "list-tags-for-resource", "--resource-arn", seeded.arn) == (True, "")
+    assert _api(aws, user, "get-lifecycle-policy", "--repository-name", seeded.repository)[1].startswith(
+        "An error occurred (LifecyclePolicyNotFoundException)"
+    )
     assert (
         skopeo(
             "list-tags",

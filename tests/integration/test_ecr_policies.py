@@ -156,10 +156,15 @@ def test_registry_policy_life_cycle(ecr: Any, dockyard_server: DockyardServer) -
     put = ecr.put_registry_policy(policyText=json.dumps(document))
     assert put["registryId"] == account and json.loads(put["policyText"]) == document
     assert json.loads(ecr.get_registry_policy()["policyText"]) == document
-    # Registry policies grant replication and pull-through-cache actions only.
+    # Under the V1 registry policy scope, registry policies grant replication and pull-through-cache
+    # actions only (V2, the default, takes any action: tests/integration/test_ecr_account.py).
     pull = {**document, "Statement": [{**document["Statement"][0], "Action": "ecr:BatchGetImage"}]}
-    with pytest.raises(ClientError) as refused:
-        ecr.put_registry_policy(policyText=json.dumps(pull))
+    ecr.put_account_setting(name="REGISTRY_POLICY_SCOPE", value="V1")
+    try:
+        with pytest.raises(ClientError) as refused:
+            ecr.put_registry_policy(policyText=json.dumps(pull))
+    finally:
+        ecr.put_account_setting(name="REGISTRY_POLICY_SCOPE", value="V2")
     assert error_of(refused) == (
         "InvalidParameterException",
         "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid registry policy provided'",

@@ -363,6 +363,35 @@ def test_sbom_export_and_referrer_attachment(
     assert {c.get("purl") for c in document["components"]} == purls
 
 
+def test_registry_rules_leave_the_repository_scan_on_push_flag_alone(
+    dockyard_server_factory: ServerFactory,
+) -> None:
+    """A registry rule gives a repository its scan frequency; scanOnPush stays the repository's own
+    setting, in DescribeRepositories and BatchGetRepositoryScanningConfiguration alike, as in ECR."""
+    ecr = Boto3Clients(dockyard_server_factory())("ecr")
+    rules = [
+        {"scanFrequency": "CONTINUOUS_SCAN", "repositoryFilters": [{"filter": "live*", "filterType": "WILDCARD"}]},
+        {"scanFrequency": "SCAN_ON_PUSH", "repositoryFilters": [{"filter": "push*", "filterType": "WILDCARD"}]},
+    ]
+    ecr.put_registry_scanning_configuration(scanType="BASIC", rules=rules)
+    make_repository(ecr, "live-off")
+    make_repository(ecr, "live-on", scan_on_push=True)
+    make_repository(ecr, "push-off")
+    names = ["live-off", "live-on", "push-off"]
+    configs = ecr.batch_get_repository_scanning_configuration(repositoryNames=names)["scanningConfigurations"]
+    assert [(c["repositoryName"], c["scanOnPush"], c["scanFrequency"]) for c in configs] == [
+        ("live-off", False, "CONTINUOUS_SCAN"),
+        ("live-on", True, "CONTINUOUS_SCAN"),
+        ("push-off", False, "SCAN_ON_PUSH"),
+    ]
+    described = ecr.describe_repositories(repositoryNames=names)["repositories"]
+    assert {r["repositoryName"]: r["imageScanningConfiguration"] for r in described} == {
+        "live-off": {"scanOnPush": False},
+        "live-on": {"scanOnPush": True},
+        "push-off": {"scanOnPush": False},
+    }
+
+
 def test_registry_scanning_configuration_continuous_scanning_and_the_registry_gate(
     dockyard_server_factory: ServerFactory, aws: AwsCli, skopeo: Skopeo, podman: Podman, tmp_path: Path
 ) -> None:
@@ -388,8 +417,8 @@ def test_registry_scanning_configuration_continuous_scanning_and_the_registry_ga
         for c in configs["scanningConfigurations"]
     ]
     assert described == [
-        ("prod-api", True, "SCAN_ON_PUSH", rules[0]["repositoryFilters"]),
-        ("team/live-site", True, "CONTINUOUS_SCAN", rules[1]["repositoryFilters"]),
+        ("prod-api", False, "SCAN_ON_PUSH", rules[0]["repositoryFilters"]),
+        ("team/live-site", False, "CONTINUOUS_SCAN", rules[1]["repositoryFilters"]),
         ("dev", False, "MANUAL", []),
     ]  # fmt: skip
     assert [(f["repositoryName"], f["failureCode"]) for f in configs["failures"]] == [("gone", "REPOSITORY_NOT_FOUND")]

@@ -44,7 +44,8 @@ def poll(condition: Any, what: str, timeout: float = POLL_TIMEOUT) -> Any:
 def second_serve(first: DockyardServer, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`dockyard serve` on its own data directory with `args`; kills it (and its workers) if it is
     still running after REFUSAL_TIMEOUT, which the caller sees as a None return code."""
-    command = [*dockyard_command(), "serve", "--data-dir", str(work / "data"), *WORKERS, *args]
+    offline = ["--vulndb-update-interval", "0"]  # a fresh server would fetch osv.dev's data at once
+    command = [*dockyard_command(), "serve", "--data-dir", str(work / "data"), *offline, *WORKERS, *args]
     work.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         command,

@@ -3,9 +3,11 @@ serves OSV-format archives the way osv.dev's bucket does (ETag, Last-Modified, 3
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import socket
 import threading
 import time
 import urllib.request
@@ -215,3 +217,71 @@ def test_the_server_refreshes_on_schedule_once_per_cluster(mirror: Mirror, tmp_p
         assert "dockyard_vulndb_age_seconds" in metrics
     finally:
         server.stop()
+
+
+def serve_fetching_from(url: str, tmp_path: Path) -> DockyardServer:
+    """A fresh server (no vulnerability data) refreshing PyPI's from `url`, once a day."""
+    return DockyardServer(
+        data_dir=tmp_path / "data",
+        work_dir=tmp_path,
+        extra_args=[
+            *("--workers", "2"),
+            *("--vulndb-url", url, "--vulndb-ecosystems", "PyPI"),
+            *("--vulndb-update-interval", "86400"),
+        ],
+    )
+
+
+def test_a_fresh_server_fetches_its_data_without_waiting_an_interval(mirror: Mirror, tmp_path: Path) -> None:
+    mirror.publish("PyPI", archive(advisory("PYSEC-1", "requests", "2.0")))
+    server = serve_fetching_from(mirror.url, tmp_path)
+    server.start()
+    try:
+        deadline = time.monotonic() + POLL_SECONDS
+        while "PYSEC-1" not in advisory_ids(server.data_dir):
+            assert time.monotonic() < deadline, server.stderr()
+            time.sleep(0.2)
+        # One worker fetched it, under the lease: the other's first round found the lease taken.
+        assert mirror.statuses() == [200]
+    finally:
+        server.stop()
+
+
+class HungUpstream:
+    """A source that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted = threading.Event()
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = self.listener.accept()
+                self.held.append(connection)
+                self.accepted.set()
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+def test_stopping_a_server_does_not_wait_for_a_download_from_a_hung_source(tmp_path: Path) -> None:
+    upstream = HungUpstream()
+    server = serve_fetching_from(upstream.url, tmp_path)
+    try:
+        server.start()
+        assert upstream.accepted.wait(POLL_SECONDS), server.stderr()
+        started = time.monotonic()
+        code = server.stop(timeout=POLL_SECONDS)
+        # The download's read timeout is a minute: stopping finished long before it, by itself.
+        assert time.monotonic() - started < 30, server.stderr()
+        assert code == 0, server.stderr()
+    finally:
+        server.stop()
+        upstream.close()

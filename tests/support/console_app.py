@@ -60,6 +60,8 @@ class Console:
 
 
 def console_app(tmp_path: Path, base_url: str = "http://testserver", **settings: Any) -> Iterator[Console]:
+    # Offline unless a test asks: a fresh app would otherwise fetch osv.dev's data at once.
+    settings.setdefault("vulndb_update_interval_seconds", 0.0)
     config = Settings(data_dir=tmp_path / "data", sync_writes=False, **settings)
     config.data_dir.mkdir(parents=True)
     upgrade(config.sqlalchemy_url)

@@ -10,6 +10,8 @@
   blobs loaded into a Berkeley DB hash database by libdb's own db5.3_load (the `Packages` file of
   RHEL 7/8 and Amazon Linux 2), and laid out in rpm's NDB format (`Packages.db`, SUSE) by
   `ndb_packages`, as rpm's lib/backend/ndb/rpmpkg.c writes it (Debian's rpm has no NDB backend);
+- a Rust executable as cargo-auditable builds it: this machine's /bin/true with a `.dep-v0`
+  section added by binutils' objcopy;
 and OSV_FIXTURES, a directory of real OSV advisories for packages in them (tests/support/osv).
 """
 
@@ -300,3 +302,32 @@ def composer_installed(packages: dict[str, str], composer_version: int = 2) -> b
     if composer_version == 1:
         return json.dumps(entries, indent=4).encode()
     return json.dumps({"packages": entries, "dev": True, "dev-package-names": []}, indent=4).encode()
+
+
+# --- Rust: cargo-auditable's dependency list ----------------------------------------------------
+
+AUDITED_CRATES = [
+    # What `cargo auditable build` records for a small program: the program itself, then its crates.
+    {"name": "hello", "version": "0.1.0", "source": "local", "dependencies": [1, 2], "root": True},
+    {"name": "hyper", "version": "0.14.9", "source": "crates.io", "dependencies": [2]},
+    {"name": "smallvec", "version": "1.6.0", "source": "crates.io"},
+    {"name": "cc", "version": "1.0.79", "source": "crates.io", "kind": "build"},
+    {"name": "patched", "version": "0.1.0", "source": "git"},
+]
+
+
+def cargo_auditable_binary(workdir: Path, crates: list[dict] | None = None, section: bytes | None = None) -> bytes:
+    """A real ELF executable (this machine's /bin/true) with a `.dep-v0` section added by binutils'
+    objcopy, as cargo-auditable writes it: zlib-compressed JSON of the crates (or `section` as is)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = (
+        section if section is not None else zlib.compress(json.dumps({"packages": crates or AUDITED_CRATES}).encode())
+    )
+    (workdir / "dep-v0").write_bytes(data)
+    target = workdir / "hello"
+    subprocess.run(
+        ["objcopy", "--add-section", f".dep-v0={workdir / 'dep-v0'}", "/bin/true", str(target)],
+        check=True,
+        capture_output=True,
+    )
+    return target.read_bytes()

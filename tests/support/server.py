@@ -149,6 +149,9 @@ class DockyardServer:
         )
         if not chosen:
             args += ["--metrics-address", f"{self.host}:{self.metrics_port}"]
+        # Offline unless a test asks: a fresh server would otherwise fetch osv.dev's data at once.
+        if not any(arg.startswith("--vulndb-update-interval") for arg in self.extra_args):
+            args += ["--vulndb-update-interval", "0"]
         return [*args, *self.extra_args]
 
     def server_env(self) -> dict[str, str]:

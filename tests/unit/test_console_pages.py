@@ -183,7 +183,10 @@ def test_permissions_tab(console: Console) -> None:
 
     stale = console.post(f"{base}/remove", {"index": "0", "sid": "AllowPull"})
     assert stale.status_code == 409
-    assert console.post(f"{base}/remove", {"index": "0", "sid": "A"}).status_code == 303
+    asked = console.post(f"{base}/remove", {"index": "0", "sid": "A"})
+    assert asked.status_code == 200 and "Remove statement A?" in asked.text  # confirm first
+    assert ">A<" in console.client.get(base).text
+    assert console.post(f"{base}/remove", {"index": "0", "sid": "A", "confirmed": "yes"}).status_code == 303
     assert "This repository has no policy" in console.client.get(base).text
 
 
@@ -234,7 +237,8 @@ def test_settings_tab(console: Console) -> None:
     good = json.dumps({"rules": [rule]})
     assert console.post(f"{base}/lifecycle", {"lifecycle_text": good}).status_code == 303
     assert "sinceImagePushed" in console.client.get(base).text
-    assert console.post(f"{base}/lifecycle/delete").status_code == 303
+    assert console.post(f"{base}/lifecycle/delete").status_code == 200  # the confirmation step
+    assert console.post(f"{base}/lifecycle/delete", {"confirmed": "yes"}).status_code == 303
     assert "Delete lifecycle policy" not in console.client.get(base).text
 
 
@@ -326,10 +330,14 @@ def test_iam_user_keys_and_policies(console: Console) -> None:
     readonly = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
     assert readonly in page  # offered for attaching
     assert console.post("/console/iam/users/erin/policies/attach", {"policy_arn": readonly}).status_code == 303
-    conflict = console.post("/console/iam/users/erin/delete")
+    conflict = console.post("/console/iam/users/erin/delete", {"confirmed": "yes"})
     assert conflict.status_code == 409
     assert "DeleteConflict" in conflict.text
-    assert console.post("/console/iam/users/erin/policies/detach", {"policy_arn": readonly}).status_code == 303
-    assert console.post("/console/iam/users/erin/keys/delete", {"access_key_id": key_id.group(1)}).status_code == 303
-    assert console.post("/console/iam/users/erin/delete").status_code == 303
+    detach = {"policy_arn": readonly, "confirmed": "yes"}
+    assert console.post("/console/iam/users/erin/policies/detach", detach).status_code == 303
+    delete_key = {"access_key_id": key_id.group(1), "confirmed": "yes"}
+    assert console.post("/console/iam/users/erin/keys/delete", delete_key).status_code == 303
+    assert console.post("/console/iam/users/erin/delete", {"confirmed": "yes"}).status_code == 303
+    listed = console.client.get("/console/iam/users").text
+    assert "Deleted user erin." in listed  # the notice, once
     assert "erin" not in console.client.get("/console/iam/users").text

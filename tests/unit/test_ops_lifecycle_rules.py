@@ -70,7 +70,10 @@ def test_rule_members_are_checked_one_by_one() -> None:
         == 'instance value ("TAGGED") not found in enum (possible values: ["tagged","untagged","any"])'
     )
     bad_action = rule(1) | {"action": {"type": "delete"}}
-    assert refusal(policy(bad_action)) == 'instance value ("delete") not found in enum (possible values: ["expire"])'
+    assert (
+        refusal(policy(bad_action))
+        == 'instance value ("delete") not found in enum (possible values: ["expire","transition"])'
+    )
     assert (
         refusal(policy(rule(1, number=0)))
         == "numeric instance is lower than the required minimum (minimum: 1, found: 0)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import botocore.session
 import pytest
@@ -146,35 +147,87 @@ def test_managed_policy_identities() -> None:
     assert get_managed_policy("AdministratorAccess") is None
 
 
-def test_managed_policy_documents() -> None:
-    def actions(name: str) -> list[str]:
-        policy = get_managed_policy(name)
-        assert policy is not None
-        document = json.loads(policy.document)
-        assert document["Version"] == "2012-10-17"
-        [statement] = document["Statement"]
-        assert statement["Effect"] == "Allow" and statement["Resource"] == "*"
-        return statement["Action"]
+def _actions(name: str, version_id: str | None = None) -> list[str]:
+    """The actions of a managed policy's version (default: its default version), checking its shape."""
+    policy = get_managed_policy(name)
+    assert policy is not None
+    version = policy.default if version_id is None else policy.version(version_id)
+    assert version is not None
+    document = json.loads(version.document)
+    assert document["Version"] == "2012-10-17"
+    statement = document["Statement"][0]
+    assert statement["Effect"] == "Allow" and statement["Resource"] == "*"
+    return statement["Action"]
 
-    assert actions("AmazonEC2ContainerRegistryFullAccess") == ["ecr:*"]
-    read_only = [
-        "ecr:GetAuthorizationToken",
-        "ecr:BatchCheckLayerAvailability",
-        "ecr:GetDownloadUrlForLayer",
-        "ecr:GetRepositoryPolicy",
-        "ecr:DescribeRepositories",
-        "ecr:ListImages",
+
+_SEED_READ_ONLY = [
+    "ecr:GetAuthorizationToken",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:GetRepositoryPolicy",
+    "ecr:DescribeRepositories",
+    "ecr:ListImages",
+    "ecr:BatchGetImage",
+]
+_PUSH = ["ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage"]
+
+
+def test_managed_policy_version_one_is_the_seed() -> None:
+    assert _actions("AmazonEC2ContainerRegistryFullAccess", "v1") == ["ecr:*"]
+    assert _actions("AmazonEC2ContainerRegistryReadOnly", "v1") == _SEED_READ_ONLY
+    assert _actions("AmazonEC2ContainerRegistryPowerUser", "v1") == _SEED_READ_ONLY + _PUSH
+
+
+def test_managed_policy_default_versions_are_todays() -> None:
+    today_read = [
+        *_SEED_READ_ONLY[:6],
+        "ecr:DescribeImages",
         "ecr:BatchGetImage",
+        "ecr:GetLifecyclePolicy",
+        "ecr:GetLifecyclePolicyPreview",
+        "ecr:ListTagsForResource",
+        "ecr:DescribeImageScanFindings",
     ]
-    assert actions("AmazonEC2ContainerRegistryReadOnly") == read_only
-    push = ["ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage"]
-    assert actions("AmazonEC2ContainerRegistryPowerUser") == read_only + push
-    assert actions("AmazonEC2ContainerRegistryPullOnly") == [
+    assert _actions("AmazonEC2ContainerRegistryReadOnly") == today_read
+    assert _actions("AmazonEC2ContainerRegistryPowerUser") == today_read + _PUSH
+    assert _actions("AmazonEC2ContainerRegistryFullAccess") == ["ecr:*", "cloudtrail:LookupEvents"]
+    full = get_managed_policy("AmazonEC2ContainerRegistryFullAccess")
+    assert full is not None
+    assert json.loads(full.document)["Statement"][1] == {
+        "Effect": "Allow",
+        "Action": ["iam:CreateServiceLinkedRole"],
+        "Resource": "*",
+        "Condition": {"StringEquals": {"iam:AWSServiceName": ["replication.ecr.amazonaws.com"]}},
+    }
+    assert _actions("AmazonEC2ContainerRegistryPullOnly") == [
         "ecr:GetAuthorizationToken",
         "ecr:BatchGetImage",
         "ecr:GetDownloadUrlForLayer",
         "ecr:BatchImportUpstreamImage",
     ]
+
+
+def test_managed_policy_version_history() -> None:
+    def history(name: str) -> list[tuple[str, str]]:
+        policy = get_managed_policy(name)
+        assert policy is not None
+        return [
+            (version.version_id, datetime.fromtimestamp(version.created_at, UTC).isoformat())
+            for version in policy.versions
+        ]
+
+    assert history("AmazonEC2ContainerRegistryReadOnly") == [
+        ("v1", "2015-12-21T17:04:00+00:00"),
+        ("v2", "2016-10-11T22:08:43+00:00"),
+        ("v3", "2019-12-10T20:56:32+00:00"),
+    ]
+    assert history("AmazonEC2ContainerRegistryPullOnly") == [("v1", "2024-10-04T16:58:49+00:00")]
+    read_only = get_managed_policy("AmazonEC2ContainerRegistryReadOnly")
+    assert read_only is not None
+    assert read_only.default_version_id == "v3"
+    assert read_only.created_at == read_only.versions[0].created_at
+    assert read_only.updated_at == read_only.versions[-1].created_at
+    assert read_only.version("v4") is None
 
 
 def allows(policy_name: str, action: str) -> bool:
@@ -194,12 +247,28 @@ def test_full_access_allows_every_action(action: str) -> None:
     [
         (
             "AmazonEC2ContainerRegistryReadOnly",
-            ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:ListImages", "ecr:DescribeRepositories"],
+            [
+                "ecr:GetAuthorizationToken",
+                "ecr:BatchGetImage",
+                "ecr:ListImages",
+                "ecr:DescribeRepositories",
+                "ecr:DescribeImages",
+                "ecr:DescribeImageScanFindings",
+                "ecr:GetLifecyclePolicy",
+                "ecr:ListTagsForResource",
+            ],
             ["ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:DeleteRepository", "ecr:SetRepositoryPolicy"],
         ),
         (
             "AmazonEC2ContainerRegistryPowerUser",
-            ["ecr:PutImage", "ecr:CompleteLayerUpload", "ecr:BatchGetImage", "ecr:GetRepositoryPolicy"],
+            [
+                "ecr:PutImage",
+                "ecr:CompleteLayerUpload",
+                "ecr:BatchGetImage",
+                "ecr:GetRepositoryPolicy",
+                "ecr:DescribeImages",
+                "ecr:GetLifecyclePolicyPreview",
+            ],
             ["ecr:DeleteRepository", "ecr:SetRepositoryPolicy", "ecr:DeleteRepositoryPolicy", "ecr:BatchDeleteImage"],
         ),
         (

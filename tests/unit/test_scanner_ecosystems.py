@@ -1,21 +1,24 @@
-"""Maven (jars, wars, nested jars), RubyGems and Packagist inventories; matching each against an
-OSV-shaped advisory; version ordering of Maven, RubyGems, Packagist and crates.io; damaged input."""
+"""Maven (jars, wars, nested jars), RubyGems, Packagist and Rust (cargo-auditable) inventories;
+matching each against an OSV-shaped advisory; version ordering of Maven, RubyGems, Packagist and
+crates.io; damaged input."""
 
 from __future__ import annotations
 
 import io
 import random
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
 
-from dockyard.scanner import java
+from dockyard.scanner import cargo, java
 from dockyard.scanner.inventory import Package
 from dockyard.scanner.matching import match
 from dockyard.scanner.versions import in_range, parse, parser_for
 from tests.support.scan_images import (
     advisories,
+    cargo_auditable_binary,
     composer_installed,
     debian_base,
     debian_jar,
@@ -190,3 +193,50 @@ def test_archive_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(java, "MAX_ARCHIVE_SIZE", 10)
     assert java.read_java_archive(io.BytesIO(jar)).notes == ("archive larger than 10 bytes, not read",)
     assert zipfile.is_zipfile(io.BytesIO(jar))
+
+
+def test_rust_crates_from_a_cargo_auditable_binary(tmp_path: Path) -> None:
+    binary = cargo_auditable_binary(tmp_path / "build")
+    inventory = scan(tmp_path, layer(tmp_path, "rust", {"usr/local/bin/hello": binary}, {"usr/local/bin/hello": 0o755}))
+    crates = {(p.name, p.version, p.ecosystem, p.path) for p in inventory.packages}
+    # Only crates.io's crates: not the program itself ("local"), nor a git dependency.
+    assert crates == {
+        ("hyper", "0.14.9", "crates.io", "/usr/local/bin/hello"),
+        ("smallvec", "1.6.0", "crates.io", "/usr/local/bin/hello"),
+        ("cc", "1.0.79", "crates.io", "/usr/local/bin/hello"),
+    }
+    hyper = next(p for p in inventory.packages if p.name == "hyper")
+    assert hyper.purl(inventory.os) == "pkg:cargo/hyper@0.14.9"
+    # As GHSA-5h46-h7hh-c6x9 (CVE-2021-32714) gives it: fixed in 0.14.10; SemVer, so 0.14.9 < 0.14.10.
+    affecting = [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.14.10"}]}]
+    not_affecting = [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.14.9-rc.1"}]}]
+    findings = match(inventory, advisories("hyper", "crates.io", affecting, not_affecting), {})
+    assert [(f.name, f.package_name, f.package_version) for f in findings] == [("CVE-2023-0001", "hyper", "0.14.9")]
+
+
+def test_damaged_cargo_auditable_binaries_read_as_no_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    binary = cargo_auditable_binary(tmp_path / "good")
+    assert cargo.read_audit_data(io.BytesIO(binary)) is not None
+    for section in (b"not zlib", zlib.compress(b"not json"), zlib.compress(b'{"packages": 3}')):
+        assert cargo.read_audit_data(io.BytesIO(cargo_auditable_binary(tmp_path / "bad", section=section))) is None
+    # Too large once inflated: refused without inflating it all.
+    monkeypatch.setattr(cargo, "MAX_JSON", 1024)
+    big = [{"name": f"crate-{n}", "version": "1.0.0", "source": "crates.io"} for n in range(200)]
+    assert cargo.read_audit_data(io.BytesIO(cargo_auditable_binary(tmp_path / "big", big))) is None
+    monkeypatch.undo()
+    # A section table that does not fit the file, truncated files, and bytes flipped anywhere in
+    # the headers and the section table: no data, and no error or hang.
+    header = bytearray(binary)
+    header[0x3C:0x3E] = (0xFFFF).to_bytes(2, "little")  # e_shnum
+    assert cargo.read_audit_data(io.BytesIO(bytes(header))) is None
+    for cut in (16, 64, len(binary) // 2, len(binary) - 1):
+        assert cargo.read_audit_data(io.BytesIO(binary[:cut])) is None
+    shoff = int.from_bytes(binary[0x28:0x30], "little")
+    rng = random.Random(7)
+    for _ in range(300):
+        damaged = bytearray(binary)
+        for _ in range(rng.randint(1, 8)):
+            where = rng.choice([rng.randrange(64), rng.randrange(shoff, len(binary))])
+            damaged[where] = rng.randrange(256)
+        found = cargo.read_audit_data(io.BytesIO(bytes(damaged)))
+        assert found is None or isinstance(found, cargo.CargoAudit)

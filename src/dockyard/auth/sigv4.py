@@ -30,16 +30,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from typing import Literal, NamedTuple
+from functools import cache
+from typing import TYPE_CHECKING, Literal, NamedTuple
 from urllib.parse import parse_qsl
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, HTTPHeaders
-from botocore.credentials import Credentials
+if TYPE_CHECKING:
+    from botocore.auth import SigV4Auth
+    from botocore.credentials import Credentials
+
+# botocore (with urllib3, dateutil, ...) is a few MiB a process: it is imported with the first
+# signature to verify, not with this module, which the settings (so the supervisor, and every
+# worker forked from it) and the registry door import for the error types alone.
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
@@ -423,6 +427,8 @@ def _parse_timestamp(value: str, *, allow_http_date: bool) -> datetime:
         if _TIMESTAMP_RE.fullmatch(text):
             return datetime.strptime(text, _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
         if allow_http_date:
+            from email.utils import parsedate_to_datetime  # only Date headers, which botocore never sends
+
             return _utc(parsedate_to_datetime(text))  # "-0000" (botocore's choice) parses naive
     except (ValueError, TypeError, IndexError, OverflowError):
         pass
@@ -474,6 +480,9 @@ def _expected_signature(
     if not _RAW_PATH_RE.fullmatch(path):
         # Not a raw request path; urlsplit would also silently drop tabs and newlines from it.
         raise SignatureError("mismatch")
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
     request = AWSRequest(
         method=method,
         url=_URL_PREFIX + path,
@@ -484,30 +493,37 @@ def _expected_signature(
             request.headers[name] = value  # HTTPHeaders appends, keeping repeated headers
     request.context["timestamp"] = info.amz_date.strftime(_TIMESTAMP_FORMAT)
     credentials = Credentials(info.access_key_id, secret_access_key, info.session_token)
-    signer = _Verifier(credentials, info.service, info.region, payload_hash)
+    signer = _verifier_class()(credentials, info.service, info.region, payload_hash)
     canonical_request = signer.canonical_request(request)
     return signer.signature(signer.string_to_sign(request, canonical_request), request)
 
 
-class _Verifier(SigV4Auth):
+@cache
+def _verifier_class() -> Callable[[Credentials, str, str, str], SigV4Auth]:
     """botocore's signer, told exactly which headers were signed and what the payload hash is.
 
     botocore would otherwise drop headers it never signs itself (User-Agent, ...) and invent a Host
-    header from the URL; a server must use the client's list and the headers that arrived.
+    header from the URL; a server must use the client's list and the headers that arrived. Defined
+    on first use, as botocore is imported then.
     """
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest, HTTPHeaders
 
-    def __init__(self, credentials: Credentials, service: str, region: str, payload_hash: str) -> None:
-        super().__init__(credentials, service, region)
-        self.payload_hash = payload_hash
+    class Verifier(SigV4Auth):
+        def __init__(self, credentials: Credentials, service: str, region: str, payload_hash: str) -> None:
+            super().__init__(credentials, service, region)
+            self.payload_hash = payload_hash
 
-    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
-        signed = HTTPHeaders()
-        for name, value in request.headers.items():
-            signed[name.lower()] = value
-        return signed
+        def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+            signed = HTTPHeaders()
+            for name, value in request.headers.items():
+                signed[name.lower()] = value
+            return signed
 
-    def payload(self, request: AWSRequest) -> str:
-        return self.payload_hash
+        def payload(self, request: AWSRequest) -> str:
+            return self.payload_hash
+
+    return Verifier
 
 
 def _signed_header_list(value: str) -> list[str]:

@@ -20,6 +20,7 @@ from dockyard.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Settings
 from dockyard.core.identity import accounts, iam_entities, iam_policies
 from dockyard.core.identity.caller import Caller, root_caller
 from dockyard.core.identity.principals import aws_managed_policy
+from dockyard.core.secrets import rotation
 from dockyard.core.services import Services
 from dockyard.policy.managed import MANAGED_POLICY_ARN_PREFIX
 
@@ -423,3 +424,10 @@ def list_roles(ctx: click.Context) -> None:
 def delete_role(ctx: click.Context, role_name: str) -> None:
     """Delete IAM role ROLE_NAME (its policies must be gone first)."""
     _account_command(ctx, lambda svc, caller: iam_entities.delete_role(svc, caller, role_name))
+
+
+@admin.command("rotate-secrets-key")
+@click.pass_context
+def rotate_secrets_key(ctx: click.Context) -> None:
+    """Seal every Secrets Manager value under a new key in <data-dir>/secrets.key, then retire the old key."""
+    _run(ctx, lambda svc, caller: rotation.rotate_key(svc))

@@ -21,6 +21,7 @@ from dockyard.config import (
     Operations,
     Settings,
     env_root_key,
+    parse_region_map,
     read_config_file,
     settings_to_json,
 )
@@ -137,6 +138,18 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, path: Path | N
 @click.option("--s3-endpoint-url", default=None, help="S3-compatible endpoint (MinIO, Ceph RGW...)  [default: AWS S3]")
 @click.option("--s3-region", default=None, help="the bucket's region  [default: from the AWS configuration]")
 @click.option("--s3-redirect", is_flag=True, default=False, help="redirect blob GETs to presigned object URLs")
+@click.option(
+    "--archive-dir",
+    default=None,
+    help="where layers only archived images need are moved (another disk)  [default: DATA_DIR/archive]",
+)
+@click.option(
+    "--s3-archive-storage-class",
+    type=click.Choice(["GLACIER_IR", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING"]),
+    default="GLACIER_IR",
+    show_default=True,
+    help="the S3 storage class layers only archived images need are moved to (one that reads at once)",
+)
 @click.option("--redis-url", default=None, help="redis://host:port/db for throttling shared by every node")
 @click.option("--workers", default=0, type=int, help="worker processes  [default: one per core]")
 @click.option(
@@ -193,6 +206,24 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, path: Path | N
     "`dockyard vulndb update` or `import` only)",
 )
 @click.option(
+    "--replication-site",
+    "replication_sites",
+    multiple=True,
+    help="REGION=URL: another Dockyard deployment serves REGION; replication there pushes to URL (repeatable)",
+)
+@click.option(
+    "--replication-site-credentials",
+    multiple=True,
+    help="REGION=ACCESS_KEY_ID:SECRET: the access key replication signs in to REGION's site with (repeatable)",
+)
+@click.option(
+    "--pull-through-upstream",
+    "pull_through_upstreams",
+    multiple=True,
+    help="HOST or HOST:PORT: a registry pull through cache rules may name besides the public ones ECR "
+    "supports (a mirror, a registry on the internal network; http:// allowed) (repeatable)",
+)
+@click.option(
     "--config",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     envvar="DOCKYARD_CONFIG",
@@ -215,6 +246,8 @@ def serve(
     s3_endpoint_url: str | None,
     s3_region: str | None,
     s3_redirect: bool,
+    archive_dir: str | None,
+    s3_archive_storage_class: str,
     redis_url: str | None,
     workers: int,
     server: server_module.ServerName,
@@ -226,6 +259,9 @@ def serve(
     vulndb_url: str,
     vulndb_ecosystems: str,
     vulndb_update_interval: float,
+    replication_sites: tuple[str, ...],
+    replication_site_credentials: tuple[str, ...],
+    pull_through_upstreams: tuple[str, ...],
 ) -> None:
     """Start the registry, the ECR API and the console on one port (Prometheus metrics on another).
 
@@ -241,6 +277,11 @@ def serve(
             parse_s3_url(blob_store)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
+    try:
+        sites = parse_region_map(replication_sites, "--replication-site")
+        site_credentials = parse_region_map(replication_site_credentials, "--replication-site-credentials")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     settings = Settings(
         data_dir=data_dir.resolve(),
         host=host,
@@ -255,6 +296,8 @@ def serve(
         s3_endpoint_url=s3_endpoint_url,
         s3_region=s3_region,
         s3_redirect=s3_redirect,
+        archive_dir=str(Path(archive_dir).resolve()) if archive_dir else None,
+        s3_archive_storage_class=s3_archive_storage_class,
         redis_url=redis_url,
         vulndb_max_age_days=vulndb_max_age_days,
         scan_gate_missing_data=scan_gate_missing_data,
@@ -262,6 +305,9 @@ def serve(
         vulndb_url=vulndb_url,
         vulndb_ecosystems=parse_ecosystems([vulndb_ecosystems]),
         vulndb_update_interval_seconds=max(0.0, vulndb_update_interval),
+        replication_sites=sites,
+        replication_site_credentials=site_credentials,
+        pull_through_upstreams=[host.strip().lower() for host in pull_through_upstreams if host.strip()],
     )
     log_config = prepare_runtime(settings, workers, log_level)
     prepare(settings)

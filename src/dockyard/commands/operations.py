@@ -86,6 +86,15 @@ def operations_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Seconds between applications of lifecycle policies (0: only `dockyard lifecycle run`).",
         ),
         click.option(
+            "--archive-interval",
+            type=float,
+            default=defaults.archive_interval_seconds,
+            envvar="DOCKYARD_ARCHIVE_INTERVAL",
+            show_default=True,
+            help="Seconds between runs of the archive mover, which moves layers of archived images to the "
+            "archive tier and back on restore (0: never).",
+        ),
+        click.option(
             "--audit-retention-days",
             type=float,
             default=defaults.audit_retention_days,
@@ -107,6 +116,7 @@ def operations_options(command: Callable[..., Any]) -> Callable[..., Any]:
             gc_grace_seconds=kwargs.pop("gc_grace"),
             upload_expiry_seconds=kwargs.pop("upload_expiry"),
             lifecycle_interval_seconds=kwargs.pop("lifecycle_interval"),
+            archive_interval_seconds=kwargs.pop("archive_interval"),
             audit_retention_days=kwargs.pop("audit_retention_days"),
             log_level=kwargs.get("log_level", defaults.log_level),
         )
@@ -153,6 +163,12 @@ def _data_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
     command = click.option(
         "--blob-store", default=None, envvar="DOCKYARD_BLOB_STORE", help="s3://BUCKET[/PREFIX] or a directory"
+    )(command)
+    command = click.option(
+        "--archive-dir",
+        default=None,
+        envvar="DOCKYARD_ARCHIVE_DIR",
+        help="the archive directory layers of archived images move to  [default: DATA_DIR/archive]",
     )(command)
     command = click.option(
         "--database-url",

@@ -139,9 +139,13 @@ def update_command(url: str, ecosystems: str, data_dir: Path, database_url: str 
     settings = _settings(data_dir, database_url)
     progress = _TerminalProgress()
     outcomes = run_with_services(settings, lambda svc: vulndb_update.update(svc.db, url, names, progress))
-    failed = [o.ecosystem for o in outcomes if o.state == "failed"]
+    failed = [o for o in outcomes if o.state == "failed"]
     if failed:
-        raise click.ClickException(f"not updated: {', '.join(failed)} (their previous data is kept)")
+        kept = [o.ecosystem for o in failed if o.kept]
+        empty = [o.ecosystem for o in failed if not o.kept]
+        parts = [f"{', '.join(kept)} (the previous data is kept)"] if kept else []
+        parts += [f"{', '.join(empty)} (no data for them yet)"] if empty else []
+        raise click.ClickException(f"not updated: {'; '.join(parts)}")
 
 
 @vulndb.command("import")

@@ -58,6 +58,14 @@ AccessDeniedException = _error("AccessDeniedException")
 TemplateNotFoundException = _error("TemplateNotFoundException")
 TemplateAlreadyExistsException = _error("TemplateAlreadyExistsException")
 UnsupportedImageTypeException = _error("UnsupportedImageTypeException")
+ImageArchivedException = _error("ImageArchivedException")
+ImageStorageClassUpdateNotSupportedException = _error("ImageStorageClassUpdateNotSupportedException")
+PullThroughCacheRuleAlreadyExistsException = _error("PullThroughCacheRuleAlreadyExistsException")
+PullThroughCacheRuleNotFoundException = _error("PullThroughCacheRuleNotFoundException")
+UnsupportedUpstreamRegistryException = _error("UnsupportedUpstreamRegistryException")
+SecretNotFoundException = _error("SecretNotFoundException")
+UnableToAccessSecretException = _error("UnableToAccessSecretException")
+UnableToDecryptSecretValueException = _error("UnableToDecryptSecretValueException")
 
 
 class ManifestInvalid(DockyardError):

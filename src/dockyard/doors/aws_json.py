@@ -59,16 +59,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from json.encoder import encode_basestring as _encode_string  # C-accelerated, keeps UTF-8 as is
 from json.encoder import encode_basestring_ascii as _encode_string_ascii
-from typing import Any
-
-from botocore.loaders import Loader
-from botocore.model import OperationModel, Shape
-from botocore.model import ServiceModel as BotocoreServiceModel
+from typing import TYPE_CHECKING, Any
 
 from dockyard.core import client_json as wire_json
 from dockyard.core.registry.manifests import RepositoryNameError, validate_repository_name
+
+if TYPE_CHECKING:
+    from botocore.model import OperationModel, Shape
+    from botocore.model import ServiceModel as BotocoreServiceModel
 
 SERIALIZATION_EXCEPTION = "SerializationException"
 VALIDATION_EXCEPTION = "ValidationException"
@@ -652,12 +653,34 @@ class _Operation:
     output: _Writer | None
 
 
+@cache
+def _service_description(service_name: str, api_version: str | None) -> dict[str, Any]:
+    from botocore.loaders import Loader
+
+    return Loader().load_service_model(service_name, "service-2", api_version)
+
+
+@cache
+def botocore_model(service_name: str, api_version: str | None = None) -> BotocoreServiceModel:
+    """botocore's model of a service (its newest API version unless told), read once a process
+    for every door and metric label that needs it. botocore itself is imported then, not with
+    this module: a worker that serves no AWS API request never loads it."""
+    from botocore.model import ServiceModel as BotocoreServiceModel
+
+    return BotocoreServiceModel(_service_description(service_name, api_version), service_name=service_name)
+
+
 class ServiceModel:
     """A botocore service model compiled for serving its AWS JSON 1.1 API."""
 
-    def __init__(self, service_name: str = "ecr", api_version: str | None = None) -> None:
-        data = Loader().load_service_model(service_name, "service-2", api_version)
-        self.model = BotocoreServiceModel(data, service_name=service_name)
+    def __init__(
+        self, service_name: str = "ecr", api_version: str | None = None, *, coral_constraint_errors: bool = False
+    ) -> None:
+        # ECR reports a broken constraint as InvalidParameterException where the operation models
+        # it; other services (Secrets Manager) leave those checks to Coral's ValidationException.
+        self.coral_constraint_errors = coral_constraint_errors
+        self.model = botocore_model(service_name, api_version)
+        data = _service_description(service_name, api_version)
         if self.model.protocol not in ("json", "awsJson1_1"):
             raise ValueError(f"{service_name} does not speak AWS JSON")
         self.target_prefix: str = self.model.metadata["targetPrefix"]
@@ -674,7 +697,8 @@ class ServiceModel:
         errors = tuple(shape.name for shape in model.error_shapes)
         node = _compile(model.input_shape, cache) if model.input_shape is not None else None
         output = _writer(model.output_shape, writers) if model.output_shape is not None else None
-        return _Operation(model, node, INVALID_PARAMETER_EXCEPTION in errors, errors, output)
+        reports_invalid_parameter = INVALID_PARAMETER_EXCEPTION in errors and not self.coral_constraint_errors
+        return _Operation(model, node, reports_invalid_parameter, errors, output)
 
     def operation_names(self) -> set[str]:
         return set(self._operations)

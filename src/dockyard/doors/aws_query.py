@@ -19,12 +19,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape
 
-from botocore.model import OperationModel, Shape
+from dockyard.doors.aws_json import botocore_model
+
+if TYPE_CHECKING:
+    from botocore.model import OperationModel, ServiceModel, Shape
 
 VALIDATION_ERROR = "ValidationError"
 # A body over the door's size limit, answered with HTTP 413.
@@ -46,13 +49,6 @@ def parse_form(body: bytes) -> dict[str, str]:
     throttling and audit as for dispatch), the rest are the operation's parameters. A name given
     twice keeps its last value."""
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-
-
-@lru_cache(maxsize=4)
-def _service_model(service: str) -> Any:
-    import botocore.session  # a few MiB a worker: loaded with the first IAM or STS request
-
-    return botocore.session.get_session().get_service_model(service)
 
 
 # Java's Unicode categories, which Python's re lacks, for the one form the models use them in
@@ -105,10 +101,24 @@ class QueryModel:
 
     def __init__(self, service: str) -> None:
         self.service = service
-        self.model = _service_model(service)
-        self.namespace: str = self.model.metadata.get("xmlNamespace", "")
-        self.api_version: str = self.model.api_version
-        self.operations = frozenset(self.model.operation_names)
+
+    # The model (a few MiB with botocore, which it imports) is read with the first request that
+    # needs it, not when the door is built: most workers never serve IAM or STS.
+    @cached_property
+    def model(self) -> ServiceModel:
+        return botocore_model(self.service)
+
+    @cached_property
+    def namespace(self) -> str:
+        return str(self.model.metadata.get("xmlNamespace", ""))
+
+    @cached_property
+    def api_version(self) -> str:
+        return str(self.model.api_version)
+
+    @cached_property
+    def operations(self) -> frozenset[str]:
+        return frozenset(self.model.operation_names)
 
     def operation(self, name: str) -> OperationModel:
         return self.model.operation_model(name)

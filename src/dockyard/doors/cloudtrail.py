@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from starlette.requests import Request
@@ -100,7 +101,11 @@ class CloudTrailDoor:
     def __init__(self, svc: Services, trail: AuditTrail) -> None:
         self.svc = svc
         self.trail = trail
-        self.model = ServiceModel("cloudtrail")
+
+    # Compiled with the first LookupEvents, not with the door: a few MiB most workers never need.
+    @cached_property
+    def model(self) -> ServiceModel:
+        return ServiceModel("cloudtrail")
 
     def _respond(self, status: int, body: bytes, request_id: str) -> Response:
         return Response(body, status, headers={"x-amzn-RequestId": request_id}, media_type=CONTENT_TYPE)

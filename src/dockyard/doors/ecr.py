@@ -18,14 +18,27 @@ from dockyard.core.errors import AccessDeniedException, DockyardError
 from dockyard.core.identity import authorization
 from dockyard.core.identity.caller import Caller
 from dockyard.core.operations import creation_templates, registry_settings
-from dockyard.core.registry import blobs, image_details, layers, repositories, repository_policies, repository_settings
+from dockyard.core.registry import (
+    archive,
+    blobs,
+    image_details,
+    layers,
+    repositories,
+    repository_policies,
+    repository_settings,
+)
 from dockyard.core.registry.repositories import RepositorySettings
 from dockyard.core.scanning import scans
 from dockyard.core.services import Services
 from dockyard.doors.aws_auth import authenticate
 from dockyard.doors.aws_json import REQUEST_TOO_LARGE_EXCEPTION, ServiceModel, ValidationError, error_body
 from dockyard.doors.bodies import ECR_BODY_LIMIT, BodyTooLarge, read_body, refused
+from dockyard.doors.ecr_account import ACCOUNT_OPERATIONS
 from dockyard.doors.ecr_lifecycle import LIFECYCLE_OPERATIONS
+from dockyard.doors.ecr_pull_through import PULL_THROUGH_OPERATIONS
+from dockyard.doors.ecr_referrers import REFERRERS_OPERATIONS
+from dockyard.doors.ecr_replication import REPLICATION_OPERATIONS
+from dockyard.doors.ecr_signing import SIGNING_OPERATIONS
 from dockyard.doors.ranges import RangeNotSatisfiable, requested_range
 from dockyard.doors.throttle import Throttled
 from dockyard.observe.context import report, request_id_of
@@ -144,6 +157,12 @@ async def describe_images(svc: Services, caller: Caller, p: Params) -> dict[str,
 async def batch_get_image(svc: Services, caller: Caller, p: Params) -> dict[str, Any]:
     return await image_details.batch_get_image(
         svc, caller, _registry(caller, p), p["repositoryName"], p["imageIds"], p.get("acceptedMediaTypes")
+    )
+
+
+async def update_image_storage_class(svc: Services, caller: Caller, p: Params) -> dict[str, Any]:
+    return await archive.update_image_storage_class(
+        svc, caller, _registry(caller, p), p["repositoryName"], p["imageId"], p["targetStorageClass"]
     )
 
 
@@ -293,6 +312,7 @@ OPERATIONS: dict[str, Operation] = {
     "ListTagsForResource": list_tags_for_resource,
     "ListImages": list_images,
     "DescribeImages": describe_images,
+    "UpdateImageStorageClass": update_image_storage_class,
     "BatchGetImage": batch_get_image,
     "BatchDeleteImage": batch_delete_image,
     "PutImage": put_image,
@@ -318,6 +338,11 @@ OPERATIONS: dict[str, Operation] = {
     "GetRegistryScanningConfiguration": get_registry_scanning_configuration,
     "BatchGetRepositoryScanningConfiguration": batch_get_repository_scanning_configuration,
     **LIFECYCLE_OPERATIONS,
+    **PULL_THROUGH_OPERATIONS,
+    **ACCOUNT_OPERATIONS,
+    **REFERRERS_OPERATIONS,
+    **SIGNING_OPERATIONS,
+    **REPLICATION_OPERATIONS,
 }
 
 
@@ -366,7 +391,7 @@ class EcrDoor:
         name = target.removeprefix(TARGET_PREFIX)
         operation = OPERATIONS.get(name)
         if not target.startswith(TARGET_PREFIX) or operation is None:
-            return self._error(400, "UnknownOperationException", "", request_id)
+            return self._respond(400, error_body("UnknownOperationException", None), request_id)  # AWS sends no message
         try:
             params = self.model.parse_input(name, body)
             report(request, params=params)

@@ -39,7 +39,7 @@ from dockyard.core.identity.authorization import TokenRejected
 from dockyard.core.identity.caller import Caller
 from dockyard.core.identity.registry_callers import registry_caller
 from dockyard.core.paging import encode_token
-from dockyard.core.registry import blobs, images, negotiation, repositories, uploads
+from dockyard.core.registry import blobs, images, negotiation, pull_through, repositories, uploads
 from dockyard.core.registry.manifests import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -86,6 +86,8 @@ _OCI_CODES: dict[type[DockyardError], tuple[int, str]] = {
     LimitExceededException: (403, "DENIED"),
     StorageFull: (StorageFull.oci_status, "UNAVAILABLE"),
     StorageBusy: (StorageBusy.oci_status, "UNAVAILABLE"),
+    pull_through.UnableToGetUpstreamImageException: (404, "MANIFEST_UNKNOWN"),
+    pull_through.UnableToGetUpstreamLayerException: (404, "BLOB_UNKNOWN"),
 }
 
 Handler = Callable[[Request, Caller, str], Awaitable[Response]]
@@ -408,7 +410,7 @@ class RegistryDoor:
         if _etag_matches(request, image.digest):
             return Response(status_code=304, headers=headers)
         if request.method == "GET":
-            await images.record_pull_time(self.svc, image)
+            await images.record_pull_time(self.svc, caller, account, image)
         headers["Content-Length"] = str(len(image.manifest))
         body = image.manifest if request.method == "GET" else None
         return Response(body, 200, headers=headers, media_type=image.media_type)
@@ -474,14 +476,25 @@ class RegistryDoor:
         # link it relies on from garbage collection until the manifest is put.
         head = request.method == "HEAD"
         action = "ecr:BatchCheckLayerAvailability" if head else "ecr:GetDownloadUrlForLayer"
-        # On local files stat_blob checks the file's size against the metadata before anything
-        # is sent (the server sends a FileResponse's file itself, unchecked, with pathsend).
-        _, size = await blobs.stat_blob(self.svc, caller, account, name, digest, action, refresh_link=head)
         headers = API_VERSION_HEADER | {
             "Docker-Content-Digest": digest,
             "Accept-Ranges": "bytes",
             "ETag": f'"{digest}"',
         }
+        # On local files stat_blob checks the file's size against the metadata before anything
+        # is sent (the server sends a FileResponse's file itself, unchecked, with pathsend).
+        try:
+            _, size = await blobs.stat_blob(self.svc, caller, account, name, digest, action, refresh_link=head)
+        except (BlobUnknown, RepositoryNotFoundException) as exc:
+            # A miss in a pull through cache's repository streams the blob from its upstream.
+            if head or isinstance(exc, blobs.BlobDamaged):
+                raise
+            pulled = await pull_through.pull_blob(self.svc, caller, account, name, digest)
+            if pulled is None:
+                raise
+            length = {} if pulled.size is None else {"Content-Length": str(pulled.size)}
+            del headers["Accept-Ranges"]  # the bytes come as the upstream sends them: no Range yet
+            return StreamingResponse(pulled.chunks, headers=headers | length, media_type="application/octet-stream")
         if head:
             return Response(
                 status_code=200, headers=headers | {"Content-Length": str(size)}, media_type="application/octet-stream"

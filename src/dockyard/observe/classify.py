@@ -11,6 +11,8 @@ from urllib.parse import unquote
 
 ECR_SOURCE = "ecr.amazonaws.com"
 CLOUDTRAIL_TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
+SECRETS_MANAGER_TARGET_PREFIX = "secretsmanager."
+SECRETS_MANAGER_SOURCE = "secretsmanager.amazonaws.com"
 OPS_PATHS = frozenset({"/healthz", "/readyz"})
 # The label of every operation outside the catalogue below: the X-Amz-Target header and a query's
 # Action are the client's to choose, and each new label value is a new series for every scrape.
@@ -19,6 +21,7 @@ UNKNOWN_OPERATION = "unknown"
 _DOOR_MODELS = {
     "ecr": ("ecr",),
     "cloudtrail": ("cloudtrail",),
+    "secretsmanager": ("secretsmanager",),
     "iam": ("iam",),
     "sts": ("sts",),
     "query": ("iam", "sts"),
@@ -89,12 +92,12 @@ OPS_OPERATIONS = frozenset(path[1:] for path in OPS_PATHS)
 @cache
 def _model_operations(door: str) -> frozenset[str]:
     """The operations of `door`'s AWS services, read once from botocore's models."""
-    import botocore.session  # the doors load these models too; only a worker's first request pays
+    # The doors' own models (read once a process): only a worker's first request to a door pays.
+    from dockyard.doors.aws_json import botocore_model
 
-    session = botocore.session.get_session()
     names: set[str] = set()
     for service in _DOOR_MODELS.get(door, ()):
-        names.update(session.get_service_model(service).operation_names)
+        names.update(botocore_model(service).operation_names)
     return frozenset(names)
 
 
@@ -162,6 +165,8 @@ def classify(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> Clas
             operation = target.rpartition(".")[2]
             if target.startswith(CLOUDTRAIL_TARGET_PREFIX):
                 return Classified("cloudtrail", operation, "cloudtrail.amazonaws.com")
+            if target.startswith(SECRETS_MANAGER_TARGET_PREFIX):
+                return Classified("secretsmanager", operation, SECRETS_MANAGER_SOURCE)
             return Classified("ecr", operation, ECR_SOURCE)
         # AWS Query (IAM, STS): the Action is in the body, which the door reads and reports.
         service = _signing_service(_header(headers, b"authorization") or "")

@@ -59,8 +59,10 @@ INVALID_REGISTRY_POLICY = (
 )
 PRINCIPAL_NOT_FOUND = "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Principal not found'"
 
-# Registry policies only govern these actions (replication and pull-through cache).
+# Under the V1 registry policy scope, registry policies only govern these actions (replication
+# and pull-through cache); under V2 they may name any action.
 REGISTRY_POLICY_ACTIONS = ("ecr:ReplicateImage", "ecr:BatchImportUpstreamImage", "ecr:CreateRepository")
+RegistryPolicyScope = Literal["V1", "V2"]
 
 
 class PolicyError(Exception):
@@ -485,6 +487,14 @@ def _actions_of(statement: Mapping[str, Any]) -> Iterable[str]:
             yield from _as_list(statement[element])
 
 
+def sid_problem(sid: str) -> str | None:
+    """What is wrong with `sid` as a statement ID, in plain words; None when nothing is. IAM
+    admits only ASCII letters and digits, of any length (no service documents a limit)."""
+    if not re.fullmatch(r"[0-9A-Za-z]*", sid):
+        return "A Sid can contain only letters and digits (A-Z, a-z, 0-9), with no spaces."
+    return None
+
+
 def parse_identity_policy(text: str, *, managed: bool = False) -> Policy:
     """Parse an identity-based policy, raising :class:`PolicyError` with IAM's message.
 
@@ -506,7 +516,7 @@ def parse_identity_policy(text: str, *, managed: bool = False) -> Policy:
         raise PolicyError(LEGACY_PARSING_FAILED, str(problem)) from None
     sids = [statement["Sid"] for statement in statements if statement.get("Sid")]
     for sid in sids:
-        if not re.fullmatch(r"[0-9A-Za-z]*", sid):
+        if sid_problem(sid) is not None:
             raise PolicyError(SID_NOT_ALPHANUMERIC, f"Sid {sid!r} is not alphanumeric")
     if len(set(sids)) != len(sids):
         raise PolicyError(SID_NOT_UNIQUE)
@@ -534,7 +544,9 @@ def _is_registry_action(pattern: str) -> bool:
     return any(compiled.matches(action) for action in REGISTRY_POLICY_ACTIONS)
 
 
-def _check_resource_statement(index: int, statement: Mapping[str, Any], kind: PolicyKind) -> None:
+def _check_resource_statement(
+    index: int, statement: Mapping[str, Any], kind: PolicyKind, scope: RegistryPolicyScope
+) -> None:
     where = f"Statement[{index}]"
     if statement["Effect"] not in ("Allow", "Deny"):
         raise _Invalid(f'{where}.Effect must be spelled exactly "Allow" or "Deny"')
@@ -550,15 +562,18 @@ def _check_resource_statement(index: int, statement: Mapping[str, Any], kind: Po
     for action in actions:
         if problem := _action_format_error(action):
             raise _Invalid(f"{where} action {action!r}: {problem}")
-        if kind == "registry" and not _is_registry_action(action):
+        if kind == "registry" and scope == "V1" and not _is_registry_action(action):
             allowed = ", ".join(REGISTRY_POLICY_ACTIONS)
             raise _Invalid(f"{where} action {action!r} cannot be granted by a registry policy (only {allowed})")
     if problem := _bad_date_value(statement):
         raise _Invalid(f"{where}.Condition {problem}")
 
 
-def parse_resource_policy(text: str, *, kind: Literal["repository", "registry"] = "repository") -> Policy:
-    """Parse an ECR repository (or registry) policy.
+def parse_resource_policy(
+    text: str, *, kind: Literal["repository", "registry"] = "repository", registry_scope: RegistryPolicyScope = "V1"
+) -> Policy:
+    """Parse an ECR repository (or registry) policy; a registry policy under the registry's
+    policy scope (`registry_scope`: V1 admits only REGISTRY_POLICY_ACTIONS).
 
     Raises :class:`PolicyError` whose ``message`` is ECR's InvalidParameterException text and
     whose ``detail`` names the problem.
@@ -567,7 +582,7 @@ def parse_resource_policy(text: str, *, kind: Literal["repository", "registry"] 
     try:
         document, statements = _syntax_checked_statements(text)
         for index, statement in enumerate(statements):
-            _check_resource_statement(index, statement, kind)
+            _check_resource_statement(index, statement, kind, registry_scope)
         return _build_policy(kind, text, document, statements)
     except _Invalid as problem:
         raise PolicyError(message, str(problem)) from None

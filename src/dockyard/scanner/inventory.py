@@ -9,6 +9,7 @@ its merged filesystem.
 - Python: *.dist-info/METADATA and *.egg-info (PKG-INFO), wherever they are.
 - npm: node_modules/<name>/package.json, package-lock.json and node_modules/.package-lock.json.
 - Go: the build information of Go executables (toolchain and modules).
+- crates.io: the dependency list cargo-auditable embeds in Rust executables (`.dep-v0`).
 - Maven: META-INF/maven/*/*/pom.properties in jar, war and ear archives, nested ones too.
 - RubyGems: specifications/*.gemspec (and specifications/default/) of every gem directory.
 - Packagist: vendor/composer/installed.json, as Composer 1 and 2 write it.
@@ -24,6 +25,7 @@ import os
 import re
 import shlex
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
@@ -33,13 +35,16 @@ from packageurl import PackageURL
 from packaging.metadata import parse_email
 from packaging.utils import canonicalize_name
 
-from dockyard.scanner import java, rpmdb
-from dockyard.scanner.gobuild import GoBuildInfo, read_build_info
+from dockyard.scanner import cargo, java, rpmdb
+from dockyard.scanner.gobuild import ELF_MAGIC, GoBuildInfo, read_build_info
 from dockyard.scanner.layers import Entry, FileView, Handler, Layer, read_capped, read_layers
 
 MAX_SMALL_FILE = 1024 * 1024
 MAX_DATABASE_FILE = 256 * 1024 * 1024
 MIN_EXECUTABLE_SIZE = 4096
+# An executable is copied (in memory up to the first size, on disk beyond) to read its ELF sections.
+EXECUTABLE_IN_MEMORY = 16 * 1024 * 1024
+MAX_EXECUTABLE = 2 * 1024 * 1024 * 1024
 
 OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
 DEBIAN_VERSION = "etc/debian_version"
@@ -79,7 +84,7 @@ class Package:
 
     name: str
     version: str
-    kind: str  # dpkg, apk, rpm, python, npm, go, maven, gem, composer
+    kind: str  # dpkg, apk, rpm, python, npm, go, maven, gem, composer, cargo
     ecosystem: str
     release: str = ""
     source_name: str | None = None
@@ -126,6 +131,8 @@ def _purl_parts(package: Package, os: OperatingSystem | None) -> tuple[str, str 
     if package.kind == "composer":
         vendor_name, _, name = package.name.partition("/")
         return "composer", vendor_name, name
+    if package.kind == "cargo":
+        return "cargo", None, package.name
     namespace, _, name = package.name.rpartition("/")  # npm: "@scope/name"
     return "npm", namespace or None, name
 
@@ -178,9 +185,26 @@ class Selector:
             return read_capped(MAX_SMALL_FILE)
         if java.ARCHIVE_NAME.search(path):
             return java.read_java_archive
-        if member.isreg() and member.mode & 0o111 and member.size >= MIN_EXECUTABLE_SIZE:
-            return read_build_info
+        if member.isreg() and member.mode & 0o111 and MIN_EXECUTABLE_SIZE <= member.size <= MAX_EXECUTABLE:
+            return self._executable
         return None
+
+    def _executable(self, stream: BinaryIO) -> GoBuildInfo | cargo.CargoAudit | None:
+        """What a Rust (cargo-auditable) or Go executable records of its dependencies. Its ELF
+        sections need a seekable copy; anything that is not ELF is left at its first bytes."""
+        first = stream.read(1024 * 1024)
+        if not first.startswith(ELF_MAGIC):
+            return None
+        with tempfile.SpooledTemporaryFile(max_size=EXECUTABLE_IN_MEMORY, dir=self.spool_dir) as copy:
+            copy.write(first)
+            while chunk := stream.read(1024 * 1024):
+                copy.write(chunk)
+            copy.seek(0)
+            audit = cargo.read_audit_data(copy)  # type: ignore[arg-type]
+            if audit is not None:
+                return audit
+            copy.seek(0)
+            return read_build_info(copy)  # type: ignore[arg-type]
 
     def _spool(self, stream: BinaryIO) -> str | None:
         self._spooled += 1
@@ -207,7 +231,7 @@ def inventory_of(layers: Iterable[Layer], spool_dir: str) -> Inventory:
 def collect(view: FileView) -> Inventory:
     os_info = operating_system(view)
     inventory = Inventory(os_info)
-    for collector in (_dpkg, _apk, _rpm, _python, _npm, _go, _maven, _gems, _composer):
+    for collector in (_dpkg, _apk, _rpm, _python, _npm, _go, _cargo, _maven, _gems, _composer):
         inventory.packages.extend(collector(view, os_info, inventory.notes))
     return inventory
 
@@ -444,6 +468,13 @@ def _go(view: FileView, os_info: OperatingSystem | None, notes: list[str]) -> It
         for module in modules:
             if module.version and module.version != "(devel)":
                 yield Package(module.path, module.version.removeprefix("v"), "go", "Go", **where)
+
+
+def _cargo(view: FileView, os_info: OperatingSystem | None, notes: list[str]) -> Iterator[Package]:
+    for entry in sorted(view.files(), key=lambda e: e.path):
+        if isinstance(entry.value, cargo.CargoAudit):
+            for crate in entry.value.from_crates_io():
+                yield Package(crate.name, crate.version, "cargo", "crates.io", path="/" + entry.path, layer=entry.layer)
 
 
 def _maven(view: FileView, os_info: OperatingSystem | None, notes: list[str]) -> Iterator[Package]:

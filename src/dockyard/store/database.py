@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from dockyard.core.errors import StorageBusy
-from dockyard.store import capacity
+from dockyard.store import capacity, inline_sqlite
 from dockyard.store.group_commit import FileLock, GroupCommitWriter, WriteLockTimeout
 from dockyard.store.holders import describe_holders
 
@@ -41,21 +41,39 @@ def _is_postgresql(url: str) -> bool:
     return url.startswith("postgresql")
 
 
+def _sqlite_pragmas(synchronous: str, busy_timeout_ms: int) -> list[str]:
+    return [
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={synchronous}",
+        f"PRAGMA busy_timeout={busy_timeout_ms}",
+        "PRAGMA foreign_keys=ON",
+    ]
+
+
 def _sqlite_engine(url: str, begin: str, synchronous: str) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=8, max_overflow=8)
+    """An SQLite engine whose transactions start with `begin`. A database file is reached
+    through dockyard.store.inline_sqlite (statements run in place on the event loop); other
+    databases (in memory) through aiosqlite."""
+    pragmas = _sqlite_pragmas(synchronous, BUSY_TIMEOUT_MS)
+    path = sqlite_path(url)
+    if path is not None:
+        reader = not begin.endswith("IMMEDIATE")
+        connect = inline_sqlite.connector(str(path), pragmas, BUSY_TIMEOUT_MS, reader=reader)
+        engine = create_async_engine(url, pool_size=8, max_overflow=8, async_creator=connect)
+    else:
+        engine = create_async_engine(url, pool_size=8, max_overflow=8)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            for pragma in pragmas:
+                cursor.execute(pragma)
+            cursor.close()
 
     # pysqlite's own transaction handling defers BEGIN until the first write, which lets two
-    # writers both read and then deadlock; we issue BEGIN ourselves.
-    @event.listens_for(engine.sync_engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
+    # writers both read and then deadlock; we issue BEGIN ourselves (IMMEDIATE for writers, so
+    # that the write lock is taken up front).
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -488,4 +489,268 @@ vulndb_sources = Table(
     Column("advisories", Integer, nullable=False),
     Column("error", Text),  # why the last attempt failed (the data kept is the previous one)
     Column("error_at", Float),
+)
+
+# An ecosystem's next advisories, written in batches before one short transaction swaps them in
+# (dockyard.vulndb.store.replace_ecosystem); `stage` names one update's rows. Never read by scans.
+vulndb_staged_vulnerabilities = Table(
+    "vulndb_staged_vulnerabilities",
+    metadata,
+    Column("stage", String(64), primary_key=True),
+    Column("id", String(255), primary_key=True),
+    Column("staged_at", Float, nullable=False),
+    Column("modified", Float, nullable=False),
+    Column("published", Float),
+    Column("withdrawn", Float),
+    Column("summary", Text),
+    Column("details", Text),
+    Column("aliases", Text),
+    Column("upstream", Text),
+    Column("severity", String(16)),
+    Column("cvss2_vector", String(255)),
+    Column("cvss2_score", String(8)),
+    Column("cvss3_vector", String(255)),
+    Column("cvss3_score", String(8)),
+    Column("uri", String(2048)),
+    Column("imported_at", Float, nullable=False),
+)
+
+vulndb_staged_packages = Table(
+    "vulndb_staged_packages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("stage", String(64), nullable=False),
+    Column("vulnerability_id", String(255), nullable=False),
+    Column("ecosystem", String(128), nullable=False),
+    Column("ecosystem_base", String(64), nullable=False),
+    Column("ecosystem_release", String(128), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("ranges", Text, nullable=False),
+    Column("versions", Text, nullable=False),
+    Column("severity", String(16)),
+    Index("ix_vulndb_staged_packages_stage", "stage"),
+)
+
+# Managed signing (core/signing/). The self-issued root CA of a registry (account and region) and
+# AWS Signer signing profiles, each with its own key and certificate. Private keys are stored only
+# encrypted (AES-GCM under a key kept in the data directory, never in the database).
+signing_roots = Table(
+    "signing_roots",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("certificate", Text, nullable=False),  # PEM
+    Column("private_key", LargeBinary, nullable=False),  # nonce + AES-GCM ciphertext of PKCS#8 DER
+    Column("created_at", Float, nullable=False),
+)
+
+signing_profiles = Table(
+    "signing_profiles",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("profile_version", String(10), nullable=False),
+    Column("platform_id", String(64), nullable=False),
+    Column("validity_value", Integer, nullable=False),
+    Column("validity_type", String(8), nullable=False),  # DAYS, MONTHS, YEARS
+    Column("status", String(16), nullable=False),  # Active, Canceled
+    Column("signing_parameters", Text, nullable=False),  # JSON object
+    Column("tags", Text, nullable=False),  # JSON object
+    Column("certificate", Text, nullable=False),  # PEM, issued by the registry's root
+    Column("private_key", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("canceled_at", Float),
+)
+
+# PutSigningConfiguration, per registry; rules are JSON as the API takes them.
+signing_configurations = Table(
+    "signing_configurations",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("rules", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# One row per (image, signing profile) a push matched: the job while IN_PROGRESS (claimed by a
+# worker under a lease), then its outcome. Rows go with their image.
+image_signing_statuses = Table(
+    "image_signing_statuses",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("profile_arn", String(200), primary_key=True),
+    Column("status", String(16), nullable=False),  # IN_PROGRESS, COMPLETE, FAILED
+    Column("failure_code", String(64)),
+    Column("failure_reason", Text),
+    Column("requested_at", Float, nullable=False),
+    Column("claimed_by", String(64)),
+    Column("claimed_at", Float),
+    Column("completed_at", Float),
+    Column("signature_digest", String(160)),
+    Index("ix_image_signing_statuses_status", "status", "requested_at"),
+)
+
+# PutAccountSetting, per registry (account and region): a row only for a setting someone set;
+# a missing row reads as the setting's default (core/operations/account_settings.py).
+account_settings = Table(
+    "account_settings",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", String(64), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# RegisterPullTimeUpdateExclusion: principals (IAM user or role ARNs) whose pulls from a registry
+# leave lastRecordedPullTime alone. Looked up by principal when a caller is resolved.
+pull_time_exclusions = Table(
+    "pull_time_exclusions",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("principal_arn", String(200), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_pull_time_exclusions_principal", "principal_arn"),
+)
+
+# Pull through cache rules (core/registry/pull_through_rules.py), per registry. A ROOT rule is
+# stored with the prefix "ROOT"; upstream_repository_prefix is None when the rule has none (ROOT).
+pull_through_cache_rules = Table(
+    "pull_through_cache_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("ecr_repository_prefix", String(30), nullable=False),
+    Column("upstream_registry_url", String(512), nullable=False),
+    Column("upstream_registry", String(32), nullable=False),
+    Column("upstream_repository_prefix", String(30)),
+    Column("credential_arn", String(612)),
+    Column("custom_role_arn", String(2048)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("account_id", "region", "ecr_repository_prefix", name="uq_pull_through_cache_rules_prefix"),
+)
+
+# Secrets Manager (core/secrets/): a secret per row, its versions below. Values are sealed with
+# AES-GCM under a key file in the data directory (store/sealed.py), never stored in the clear.
+# deleted_at is the scheduled deletion date while a secret waits out its recovery window.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("arn", String(700), nullable=False, unique=True),
+    Column("description", Text),
+    Column("kms_key_id", String(2048)),
+    Column("tags", Text, nullable=False),  # JSON list of {"Key", "Value"}
+    Column("created_at", Float, nullable=False),
+    Column("last_changed_at", Float, nullable=False),
+    Column("last_accessed_at", Float),
+    Column("deleted_at", Float),
+    UniqueConstraint("account_id", "region", "name", name="uq_secrets_name"),
+)
+
+secret_versions = Table(
+    "secret_versions",
+    metadata,
+    Column("secret_id", Integer, ForeignKey("secrets.id", ondelete="CASCADE"), primary_key=True),
+    Column("version_id", String(64), primary_key=True),
+    Column("stages", Text, nullable=False),  # JSON list of staging labels
+    Column("is_binary", Boolean, nullable=False),
+    Column("sealed_value", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_accessed_at", Float),
+)
+
+# Archive storage class (core/registry/archive.py). An image's status is ECR's imageStatus:
+# ACTIVE, ARCHIVED, or ACTIVATING while a restore brings its layers back. A blob's location says
+# where its bytes are authoritative: "hot" (the blob store), or "archive" (the archive tier: an
+# archive directory, or a colder S3 storage class); the mover copies before it flips a location
+# and deletes the old copy only after, so a blob is never missing from both places.
+images.append_column(Column("status", String(16), nullable=False, server_default="ACTIVE"))
+images.append_column(Column("archived_at", Float))
+images.append_column(Column("activated_at", Float))
+blobs.append_column(Column("location", String(16), nullable=False, server_default="hot"))
+# Only the few images that are not ACTIVE: the archive mover finds its work by it, and no listing
+# of a repository's images (which filters on status = ?) is tempted away from its own index.
+NOT_ACTIVE = text("status != 'ACTIVE'")
+Index("ix_images_not_active", images.c.status, sqlite_where=NOT_ACTIVE, postgresql_where=NOT_ACTIVE)
+# Likewise the blobs on the archive tier.
+NOT_HOT = text("location != 'hot'")
+Index("ix_blobs_not_hot", blobs.c.location, sqlite_where=NOT_HOT, postgresql_where=NOT_HOT)
+
+# Replication (core/replication/). PutReplicationConfiguration, per registry; rules are JSON as
+# the API takes them.
+replication_configurations = Table(
+    "replication_configurations",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("rules", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# One row per (pushed image, destination registry) its registry's rules named: the job while
+# IN_PROGRESS (claimed by a worker under a lease, retried with backoff after a failure worth
+# retrying), then its outcome. `pending` is set again when a push re-tags the image while a job
+# runs, so the tags are carried once more. Rows go with their image.
+image_replication_statuses = Table(
+    "image_replication_statuses",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("destination_region", String(32), primary_key=True),
+    Column("destination_registry", String(12), primary_key=True),
+    Column("status", String(16), nullable=False),  # IN_PROGRESS, COMPLETE, FAILED
+    Column("failure_code", String(64)),
+    Column("failure_reason", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("requested_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("pending", Boolean, nullable=False, server_default="0"),
+    Column("claimed_by", String(64)),
+    Column("claimed_at", Float),
+    Column("completed_at", Float),
+    Index("ix_image_replication_statuses_status", "status", "next_attempt_at"),
+)
+
+# Pull through cache (core/registry/pull_through.py). Manifests fetched from an upstream and not
+# yet stored as images: an image is stored once every blob it names is (clients fetch them on
+# demand), and an index stays here, its children fetched only when a client asks for them.
+pull_through_manifests = Table(
+    "pull_through_manifests",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", String(160), primary_key=True),
+    Column("media_type", String(255), nullable=False),
+    Column("manifest", LargeBinary, nullable=False),
+    Column("fetched_at", Float, nullable=False),
+)
+
+# Each cached tag: the digest the upstream last gave for it, and when it was last asked (a tag is
+# re-checked at most once per interval). A manifest GET by tag reads checked_at in its fastread
+# statement, so repositories that are not caches pay one index probe that finds nothing.
+pull_through_tags = Table(
+    "pull_through_tags",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(128), primary_key=True),
+    Column("digest", String(160), nullable=False),
+    Column("checked_at", Float, nullable=False),
+)
+
+# Blob fetches from upstreams under way: a lease per digest, so that concurrent pulls on any
+# process or node share one upstream fetch (the others follow the fetch's upload).
+pull_through_fetches = Table(
+    "pull_through_fetches",
+    metadata,
+    Column("digest", String(160), primary_key=True),
+    Column("upload_id", String(64), nullable=False),
+    # The blob's size, once the upstream said it: followers answer with it.
+    Column("size", BigInteger),
+    Column("expires_at", Float, nullable=False),
 )

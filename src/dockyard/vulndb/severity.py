@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from cvss import CVSS2, CVSS3, CVSS4
-from cvss.exceptions import CVSSError
+# `cvss` is imported by parse_cvss, with the first advisory read: the scan hooks every process
+# loads need only RANK (issue 19: memory at rest).
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
 # Higher is worse; UNDEFINED ranks below everything so no threshold is ever met by it.
@@ -61,6 +61,9 @@ class Cvss:
 
 def parse_cvss(kind: str, vector: str) -> Cvss | None:
     """An OSV severity entry ({"type": "CVSS_V3", "score": "CVSS:3.1/..."}) scored; None if invalid."""
+    from cvss import CVSS2, CVSS3, CVSS4
+    from cvss.exceptions import CVSSError
+
     try:
         if kind == "CVSS_V2":
             return Cvss(2, vector, CVSS2(vector.removeprefix("(").removesuffix(")")).base_score)

@@ -1,27 +1,43 @@
 """The local vulnerability database in the metadata store: importing OSV records, and the lookups
 matching needs. Nothing here reaches the network: data arrives through `import_records` (merged
-record by record) or `replace_ecosystem` (an ecosystem's whole archive, swapped in at once)."""
+record by record) or `replace_ecosystem` (an ecosystem's whole archive, swapped in at once).
+
+A swap must not hold the write lock (and every push waiting on it) while a large archive is stored:
+its rows go to staging tables first, in batches that are each their own short transaction, and one
+transaction then moves them into place with set-based statements. Scans never read the staging
+tables, so they see the old data or the new, never a mixture."""
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
 from dockyard.core.services import now
 from dockyard.store import schema
 from dockyard.store.database import Database
-from dockyard.vulndb.osv import Advisory, OsvError, parse_record
+
+# The OSV reader (packaging, cvss) is imported by the functions that read records: a worker that
+# only polls generation() never needs it (issue 19: memory at rest).
+if TYPE_CHECKING:
+    from dockyard.vulndb.osv import Advisory
 
 vulns = schema.vulnerabilities
 packages = schema.vulnerability_packages
 imports = schema.vulndb_imports
 sources = schema.vulndb_sources
+staged_vulns = schema.vulndb_staged_vulnerabilities
+staged_packages = schema.vulndb_staged_packages
 BATCH_SIZE = 500
+# Staged rows this old belong to an update that died (a killed process) and are cleared away.
+STALE_STAGE_SECONDS = 6 * 3600.0
 # Bound parameters per IN (...) list: well under SQLite's and PostgreSQL's limits.
 LOOKUP_CHUNK = 400
 
@@ -36,6 +52,8 @@ class ImportResult:
 
 def _documents(name: str, data: bytes) -> Iterator[tuple[str, Any]]:
     """The records of one file: an OSV document, or a JSON list of them."""
+    from dockyard.vulndb.osv import OsvError
+
     try:
         parsed = json.loads(data)
     except ValueError as exc:
@@ -55,6 +73,8 @@ async def import_records(
 ) -> ImportResult:
     """Store the advisories of `documents`, replacing older versions of the same records, in batches
     (each its own transaction, so a running registry keeps writing in between)."""
+    from dockyard.vulndb.osv import OsvError, parse_record
+
     result = ImportResult()
     batch: list[Advisory] = []
     for name, data in documents:
@@ -177,34 +197,108 @@ async def validators(db: Database, ecosystem: str) -> Validators | None:
     return Validators(row.source, row.etag, row.last_modified) if row is not None else None
 
 
-async def replace_ecosystem(db: Database, ecosystem: str, advisories: list[Advisory], validators: Validators) -> int:
-    """Make `advisories` (a whole archive of `ecosystem`) the ecosystem's data, in one write
-    transaction: a scan reading meanwhile sees the old data or the new, never a mixture. Records the
-    archive dropped lose this ecosystem's entries (and go, once no other ecosystem names them)."""
+async def replace_ecosystem(
+    db: Database,
+    ecosystem: str,
+    advisories: list[Advisory],
+    validators: Validators,
+    staged: Callable[[int], None] | None = None,
+) -> int:
+    """Make `advisories` (a whole archive of `ecosystem`) the ecosystem's data: staged in batches
+    (`staged(count)` after each), then swapped in by one short write transaction, so a scan reading
+    meanwhile sees the old data or the new, never a mixture. Records the archive dropped lose this
+    ecosystem's entries (and go, once no other ecosystem names them)."""
     newest: dict[str, Advisory] = {}
     for advisory in advisories:
         if advisory.id not in newest or advisory.modified >= newest[advisory.id].modified:
             newest[advisory.id] = advisory
+    stage = uuid.uuid4().hex
+    await _clear_stale_stages(db)
+    try:
+        ordered = list(newest.values())
+        for start in range(0, len(ordered), BATCH_SIZE):
+            await _stage_batch(db, stage, ordered[start : start + BATCH_SIZE])
+            if staged is not None:
+                staged(min(start + BATCH_SIZE, len(ordered)))
+        count = await _swap_in(db, stage, ecosystem, validators, len(newest))
+    finally:
+        # Not on cancellation's path alone: a failed swap leaves nothing staged behind either.
+        await _clear_stage(db, stage)
+    return count
+
+
+async def _stage_batch(db: Database, stage: str, batch: list[Advisory]) -> None:
+    moment = now()
     async with db.write() as conn:
-        before = {
-            row[0]
-            for row in await conn.execute(
-                select(packages.c.vulnerability_id).where(packages.c.ecosystem_base == ecosystem).distinct()
-            )
-        }
+        await conn.execute(
+            insert(staged_vulns),
+            [{**_vulnerability_row(a, moment), "stage": stage, "staged_at": time.time()} for a in batch],
+        )
+        rows = [{**_package_row(a, p), "stage": stage} for a in batch for p in a.affected]
+        if rows:
+            await conn.execute(insert(staged_packages), rows)
+
+
+_VULN_FIELDS = [c.name for c in vulns.columns]
+_PACKAGE_FIELDS = [c.name for c in packages.columns if c.name != "id"]
+
+
+async def _swap_in(db: Database, stage: str, ecosystem: str, validators: Validators, records: int) -> int:
+    """Move a stage's rows into place: the one transaction of a swap, each step one statement."""
+    staged_ids = select(staged_vulns.c.id).where(staged_vulns.c.stage == stage)
+    others = aliased(packages)
+    async with db.write() as conn:
+        # Records the archive dropped go, unless another ecosystem still names them.
+        named_here = select(packages.c.vulnerability_id).where(packages.c.ecosystem_base == ecosystem)
+        named_elsewhere = exists().where(others.c.vulnerability_id == vulns.c.id, others.c.ecosystem_base != ecosystem)
+        await conn.execute(
+            delete(vulns).where(vulns.c.id.in_(named_here), vulns.c.id.not_in(staged_ids), ~named_elsewhere)
+        )
+        # A staged record replaces its stored version whole, with its entries for other ecosystems.
         await conn.execute(delete(packages).where(packages.c.ecosystem_base == ecosystem))
-        await _put_advisories(conn, list(newest.values()))
-        dropped = sorted(before - newest.keys())
-        for chunk in _chunks(dropped):
-            still_named = exists().where(packages.c.vulnerability_id == vulns.c.id)
-            await conn.execute(delete(vulns).where(vulns.c.id.in_(chunk), ~still_named))
+        await conn.execute(delete(packages).where(packages.c.vulnerability_id.in_(staged_ids)))
+        await conn.execute(delete(vulns).where(vulns.c.id.in_(staged_ids)))
+        await conn.execute(
+            insert(vulns).from_select(
+                _VULN_FIELDS,
+                select(*(staged_vulns.c[name] for name in _VULN_FIELDS)).where(staged_vulns.c.stage == stage),
+            )
+        )
+        await conn.execute(
+            insert(packages).from_select(
+                _PACKAGE_FIELDS,
+                select(*(staged_packages.c[name] for name in _PACKAGE_FIELDS))
+                .where(staged_packages.c.stage == stage)
+                .order_by(staged_packages.c.id),
+            )
+        )
         moment = now()
         count = await _ecosystem_count(conn, ecosystem)
         await _put_source(conn, ecosystem, validators.source, validators.etag, validators.last_modified, moment, count)
         await conn.execute(
-            insert(imports).values(source=validators.source, imported_at=moment, records=len(newest), skipped=0)
+            insert(imports).values(source=validators.source, imported_at=moment, records=records, skipped=0)
         )
     return count
+
+
+async def _clear_stage(db: Database, stage: str) -> None:
+    async with db.write() as conn:
+        await conn.execute(delete(staged_packages).where(staged_packages.c.stage == stage))
+        await conn.execute(delete(staged_vulns).where(staged_vulns.c.stage == stage))
+
+
+async def _clear_stale_stages(db: Database) -> None:
+    stale = select(staged_vulns.c.stage).where(staged_vulns.c.staged_at < time.time() - STALE_STAGE_SECONDS)
+    async with db.write() as conn:
+        await conn.execute(delete(staged_packages).where(staged_packages.c.stage.in_(stale)))
+        await conn.execute(delete(staged_vulns).where(staged_vulns.c.stage.in_(stale)))
+
+
+async def has_data(db: Database, ecosystem: str) -> bool:
+    """Whether the database holds advisories for `ecosystem` (from an update or an import)."""
+    async with db.read() as conn:
+        query = select(exists().where(packages.c.ecosystem_base == ecosystem))
+        return bool((await conn.execute(query)).scalar())
 
 
 async def mark_unchanged(db: Database, ecosystem: str) -> None:

@@ -1,5 +1,6 @@
-"""Background jobs of a running server: lifecycle policies, garbage collection and the refresh of
-the vulnerability data, on a schedule.
+"""Background jobs of a running server: lifecycle policies, garbage collection, the archive mover
+(layers of archived images to the archive tier and back) and the refresh of the vulnerability
+data, on a schedule.
 
 Each job runs on one process at a time, whatever the number of workers or nodes: a run first takes
 a lease (a row in `leases`) that outlives the run's expected length; the others skip that round.
@@ -23,7 +24,7 @@ from sqlalchemy import delete, insert, select, update
 from dockyard.audit.events import lifecycle_events
 from dockyard.audit.trail import AuditTrail
 from dockyard.core.operations import lifecycle
-from dockyard.core.registry import gc
+from dockyard.core.registry import archive, gc
 from dockyard.core.services import Services
 from dockyard.observe import metrics
 from dockyard.store import schema
@@ -117,6 +118,47 @@ async def run_gc(svc: Services, *, dry_run: bool) -> gc.Collection:
     return result
 
 
+# The archive mover's lease, renewed in the background every third of it while a run goes on (a
+# copy of a big layer may take long), released when the run ends; after a crash another process
+# takes over within this many seconds.
+ARCHIVE_LEASE_SECONDS = 30.0
+
+
+async def run_archive(svc: Services, *, sweep: bool = False) -> archive.Moves:
+    """One run of the archive mover, under the "archive" lease (skipped while another holds it)."""
+    if not await acquire_lease(svc, "archive", ARCHIVE_LEASE_SECONDS):
+        return archive.Moves()
+    held = asyncio.Event()
+    held.set()
+
+    async def renew() -> None:
+        while held.is_set():
+            await asyncio.sleep(ARCHIVE_LEASE_SECONDS / 3)
+            if not await acquire_lease(svc, "archive", ARCHIVE_LEASE_SECONDS):
+                held.clear()
+
+    async def keep() -> bool:
+        return held.is_set()
+
+    renewing = asyncio.create_task(renew())
+    try:
+        moves = await archive.move(svc, sweep=sweep, keep=keep)
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await renewing
+        await release_lease(svc, "archive")
+    if moves.archived or moves.restored or moves.activated or moves.swept:
+        log.info(
+            "archive mover: %d layers archived, %d restored, %d images activated",
+            len(moves.archived),
+            len(moves.restored),
+            moves.activated,
+            extra={"fields": {"swept": moves.swept, "failed": len(moves.failed)}},
+        )
+    return moves
+
+
 async def run_vulndb_update(svc: Services) -> list[vulndb_update.Outcome]:
     # Imported when the refresh runs (httpx and the archive reader are not a worker's daily fare).
     from dockyard.vulndb import update as vulndb_update
@@ -126,13 +168,20 @@ async def run_vulndb_update(svc: Services) -> list[vulndb_update.Outcome]:
     return await vulndb_update.update(svc.db, settings.vulndb_url, ecosystems, vulndb_update.LogProgress())
 
 
+# A server with no vulnerability data fetches it this soon after it starts (its scans fail until then).
+FIRST_FETCH_DELAY = 2.0
+# How long stopping waits to hand back the lease of a job it cancelled.
+RELEASE_TIMEOUT = 5.0
+
+
 async def vulndb_due_in(svc: Services, interval: float) -> float:
     """Seconds until the vulnerability data is an interval old, so a restart keeps the schedule.
-    With no data yet, a whole interval: a new server fetches nothing unasked (see `vulndb update`)."""
+    With no data yet, moments: ECR never scans without data, and a fresh server should not wait a
+    day for its first (an air-gapped site turns the schedule off and imports instead)."""
     async with svc.db.read() as conn:
         loaded = await vulndb_store.ecosystems_loaded(conn)
     if not loaded:
-        return interval
+        return min(interval, FIRST_FETCH_DELAY)
     return max(0.0, min(loaded.values()) + interval - time.time())
 
 
@@ -146,12 +195,17 @@ class Housekeeping:
         self.trail = trail
         self._tasks: list[asyncio.Task[None]] = []
         self._wake: dict[str, asyncio.Event] = {}
+        self._swept = False
+        # Jobs that first ask, with one read, whether there is anything to do, and take no lease
+        # (a write) when there is not.
+        self._idle_checks: dict[str, Callable[[], Awaitable[bool]]] = {"archive": lambda: archive.has_work(svc)}
 
     def start(self) -> None:
         options = self.svc.settings.operations
         jobs: dict[str, tuple[float, Callable[[], Awaitable[object]]]] = {
             "lifecycle": (options.lifecycle_interval_seconds, self._lifecycle),
             "gc": (options.gc_interval_seconds, self._gc),
+            "archive": (options.archive_interval_seconds, self._archive),
         }
         vulndb_interval = self.svc.settings.vulndb_update_interval_seconds
         jobs["vulndb"] = (vulndb_interval, self._vulndb)
@@ -182,6 +236,11 @@ class Housekeeping:
     async def _gc(self) -> object:
         return await run_gc(self.svc, dry_run=False)
 
+    async def _archive(self) -> object:
+        # The first run of each process sweeps the second copies a crash may have left.
+        sweep, self._swept = not self._swept, True
+        return await run_archive(self.svc, sweep=sweep)
+
     async def _vulndb(self) -> object:
         return await run_vulndb_update(self.svc)
 
@@ -204,12 +263,30 @@ class Housekeeping:
                 await asyncio.wait_for(wake.wait(), wait)
             wake.clear()
             wait = interval
+            running = False
             try:
                 # Held for most of an interval and not released: the other workers' ticks of this
                 # round find it taken. Overlapping runs would still be safe, only wasted.
+                idle_check = self._idle_checks.get(name)
+                if idle_check is not None:
+                    # Takes and releases its own lease.
+                    if await idle_check():
+                        await job()
+                    continue
                 if await acquire_lease(self.svc, name, interval * 0.9):
+                    running = True
                     await job()
             except asyncio.CancelledError:
+                if running:
+                    await self._hand_back(name)
                 raise
             except Exception:  # noqa: BLE001 - a failed round is logged and retried next round
                 log.exception("the %s job failed", name)
+
+    async def _hand_back(self, name: str) -> None:
+        """Release the lease of a job stopped halfway, so that another node (or this one, restarted)
+        need not wait most of an interval to run it. Bounded: stopping never waits long on this."""
+        try:
+            await asyncio.wait_for(release_lease(self.svc, name), RELEASE_TIMEOUT)
+        except Exception:  # noqa: BLE001 - the lease then simply expires
+            log.warning("could not release the %s lease while stopping", name)

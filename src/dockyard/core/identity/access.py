@@ -18,7 +18,7 @@ from dockyard.core.identity.caller import Caller
 from dockyard.core.identity.principals import resource_policy
 from dockyard.policy.evaluate import ContextValue, Decision, access_denied_message, evaluate
 from dockyard.policy.evaluate import Request as PolicyRequest
-from dockyard.policy.language import Policy, PolicyError, parse_identity_policy
+from dockyard.policy.language import Policy, PolicyError, RegistryPolicyScope, parse_identity_policy
 
 ResourcePolicyKind = Literal["repository", "registry", "trust"]
 
@@ -34,24 +34,49 @@ class Resource:
     policy_kind: ResourcePolicyKind = "repository"
     # The resource's tags, for the aws:ResourceTag/ and ecr:ResourceTag/ condition keys.
     tags: tuple[tuple[str, str], ...] = ()
+    # The registry policy of the registry holding the resource, when the registry's policy scope
+    # (REGISTRY_POLICY_SCOPE V2) makes it govern every ECR action; None under V1.
+    registry_policy_text: str | None = None
 
 
 def repository_arn(region: str, account_id: str, name: str) -> str:
     return f"arn:aws:ecr:{region}:{account_id}:repository/{name}"
 
 
-def registry_resource(caller: Caller, account_id: str) -> Resource:
-    return Resource(arn="*", account_id=account_id)
+def registry_resource(caller: Caller, account_id: str, registry_policy_text: str | None = None) -> Resource:
+    """The resource of a registry-wide action (only "*"), with the registry policy in force."""
+    return Resource(arn="*", account_id=account_id, registry_policy_text=registry_policy_text)
+
+
+def _parsed(text: str, kind: Literal["repository", "registry"], scope: RegistryPolicyScope = "V1") -> Policy | None:
+    try:
+        return resource_policy(text, kind, scope)
+    except PolicyError:
+        return None  # validated when it was set; a document the parser now refuses grants nothing
+
+
+@lru_cache(maxsize=4096)
+def _combined(
+    own_text: str | None, own_kind: Literal["repository", "registry"], registry_text: str | None
+) -> Policy | None:
+    """A resource's own policy and its registry's, as one: the engine then denies on a deny in
+    either and, where a resource-based allow counts, allows on an allow in either."""
+    own = _parsed(own_text, own_kind) if own_text else None
+    registry = _parsed(registry_text, "registry", "V2") if registry_text else None
+    if own is None or registry is None:
+        return own or registry
+    return Policy(
+        kind="repository",
+        text=own.text,
+        version=own.version,
+        id=own.id,
+        statements=own.statements + registry.statements,
+    )
 
 
 def _resource_policy(resource: Resource) -> Policy | None:
-    if not resource.policy_text:
-        return None
-    kind = "registry" if resource.policy_kind == "registry" else "repository"
-    try:
-        return resource_policy(resource.policy_text, kind)
-    except PolicyError:
-        return None  # validated when it was set; a document the parser now refuses grants nothing
+    kind: Literal["repository", "registry"] = "registry" if resource.policy_kind == "registry" else "repository"
+    return _combined(resource.policy_text or None, kind, resource.registry_policy_text)
 
 
 def request_tag_context(tags: Mapping[str, str] | Sequence[str]) -> dict[str, ContextValue]:
@@ -178,7 +203,7 @@ def _outcome_key(
 ) -> Hashable | None:
     texts = tuple(policy.text for policy in caller.policies)
     session = caller.session_policy.text if caller.session_policy is not None else None
-    clocked = [*texts, session or "", resource.policy_text or ""]
+    clocked = [*texts, session or "", resource.policy_text or "", resource.registry_policy_text or ""]
     if any(_reads_clock(text) for text in clocked):
         return None
     extra = tuple(sorted(context.items())) if context else ()

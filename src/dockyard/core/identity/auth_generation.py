@@ -36,6 +36,12 @@ WATCHED = frozenset(
         "iam_attachments",
         "iam_inline_policies",
         "sts_sessions",
+        # Resolved with the caller too (registry_callers): who is excluded from pull-time updates.
+        "pull_time_exclusions",
+        # Likewise which registries have a signing configuration (a push reads nothing otherwise).
+        "signing_configurations",
+        # And which have a replication configuration (core/replication/replication_hooks.py).
+        "replication_configurations",
     }
 )
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "UPSERT")

@@ -37,6 +37,16 @@ class Caller:
     policies: tuple[Policy, ...] = field(default=(), compare=False, repr=False)
     # An AssumeRole session policy: it can only narrow what the role's policies allow.
     session_policy: Policy | None = field(default=None, compare=False, repr=False)
+    # The registries (account, region) whose pull-time update exclusions name this principal:
+    # its pulls there leave lastRecordedPullTime alone (core/registry/pull_time_exclusions.py).
+    pull_time_excluded_in: frozenset[tuple[str, str]] = field(default=frozenset(), compare=False, repr=False)
+    # The registries (account, region) that had a signing configuration when this caller was
+    # resolved (registry_callers, under the authorization generation, which such a write bumps):
+    # a push elsewhere queues no signature without reading anything (core/signing/signing_hooks.py).
+    # Empty for callers the server builds itself, whose pushes are never signed.
+    signing_registries: frozenset[tuple[str, str]] = field(default=frozenset(), compare=False, repr=False)
+    # Likewise the registries that had a replication configuration (core/replication/replication_hooks.py).
+    replication_registries: frozenset[tuple[str, str]] = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def principal(self) -> Principal:

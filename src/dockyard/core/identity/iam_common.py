@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import secrets
 import string
 from collections.abc import Callable, Sequence
@@ -26,6 +27,11 @@ USER_ID_PREFIX = "AIDA"
 GROUP_ID_PREFIX = "AGPA"
 ROLE_ID_PREFIX = "AROA"
 POLICY_ID_PREFIX = "ANPA"
+
+# IAM's userNameType: 1 to 64 of these characters (a Java regex, so \w is ASCII only).
+USER_NAME_MAX = 64
+USER_NAME_PATTERN = "[\\w+=,.@-]+"
+_USER_NAME = re.compile(USER_NAME_PATTERN, re.ASCII)
 
 
 def unique_id(prefix: str) -> str:
@@ -51,6 +57,33 @@ def check_path(path: str | None, member: str = "path") -> str:
             "Member must satisfy regular expression pattern: (\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)"
         )
     return value
+
+
+def user_name_problem(name: str) -> str | None:
+    """What is wrong with `name` as a new IAM user name, in plain words; None when nothing is.
+    The one rule every door applies (see validate_user_name)."""
+    if not name:
+        return "Enter a user name."
+    if len(name) > USER_NAME_MAX:
+        return f"A user name can be at most {USER_NAME_MAX} characters long; this one has {len(name)}."
+    if not _USER_NAME.fullmatch(name):
+        return "A user name can contain only letters, digits and the characters + = , . @ _ - (no spaces)."
+    return None
+
+
+def validate_user_name(name: str, member: str = "userName") -> str:
+    """`name`, once IAM's rule for a new user name admits it; refused with IAM's own message."""
+    if user_name_problem(name) is None:
+        return name
+    if not name:
+        constraint = "Member must have length greater than or equal to 1"
+    elif len(name) > USER_NAME_MAX:
+        constraint = f"Member must have length less than or equal to {USER_NAME_MAX}"
+    else:
+        constraint = f"Member must satisfy regular expression pattern: {USER_NAME_PATTERN}"
+    raise ValidationError(
+        f"1 validation error detected: Value '{name}' at '{member}' failed to satisfy constraint: {constraint}"
+    )
 
 
 def encode_marker(position: str) -> str:

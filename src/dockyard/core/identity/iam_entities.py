@@ -161,6 +161,7 @@ def user_shape(user: Entity, *, with_tags: bool = True) -> dict[str, Any]:
 async def create_user(
     svc: Services, caller: Caller, name: str, path: str | None = None, tags: list[dict[str, str]] | None = None
 ) -> dict[str, Any]:
+    iam_common.validate_user_name(name)
     path = check_path(path)
     await authorize_iam(caller, "CreateUser", iam_arn(caller.account_id, "user", path, name))
     tag_list = check_tags(tags)
@@ -219,6 +220,7 @@ async def update_user(
         if new_path is not None:
             values["path"] = check_path(new_path, "newPath")
         if new_name is not None and new_name != user.name:
+            iam_common.validate_user_name(new_name, "newUserName")
             await authorize_iam(
                 caller, "UpdateUser", iam_arn(caller.account_id, "user", values.get("path", user.path), new_name)
             )

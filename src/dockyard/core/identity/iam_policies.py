@@ -50,8 +50,6 @@ ATTACHED_PER_PRINCIPAL = 10
 INLINE_POLICY_SIZE: dict[EntityKind, int] = {"user": 2048, "group": 5120, "role": 10240}
 _TITLES: dict[EntityKind, str] = {"user": "User", "group": "Group", "role": "Role"}
 _POLICY_ARN = re.compile(r"arn:aws:iam::(\d{12}|aws):policy(/(?:.*/)?)([^/]+)")
-# AWS managed policies exist since before any account; a fixed date keeps answers stable.
-AWS_POLICY_DATE = 1431475200.0  # 2015-05-13, when ECR's first managed policies appeared
 
 
 def _size(text: str) -> int:
@@ -98,8 +96,8 @@ def _aws_policy(policy: ManagedPolicy) -> StoredPolicy:
         unique_id=unique,
         description=policy.description,
         default_version=policy.default_version_id,
-        created_at=AWS_POLICY_DATE,
-        updated_at=AWS_POLICY_DATE,
+        created_at=policy.created_at,
+        updated_at=policy.updated_at,
         tags=[],
         aws=policy,
     )
@@ -297,7 +295,10 @@ def _version_shape(version_id: str, document: str, default: str, created_at: flo
 
 async def _versions(conn: AsyncConnection, policy: StoredPolicy) -> list[dict[str, Any]]:
     if policy.aws is not None:
-        return [_version_shape(policy.default_version, policy.aws.document, policy.default_version, policy.created_at)]
+        return [
+            _version_shape(version.version_id, version.document, policy.default_version, version.created_at)
+            for version in reversed(policy.aws.versions)
+        ]
     rows = await conn.execute(
         select(versions).where(versions.c.policy_id == policy.id).order_by(versions.c.created_at.desc())
     )

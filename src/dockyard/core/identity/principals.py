@@ -22,8 +22,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from dockyard.core.identity.caller import Caller, root_caller
 from dockyard.core.services import Services
-from dockyard.policy.language import Policy, PolicyError, parse_identity_policy, parse_resource_policy
-from dockyard.policy.managed import MANAGED_POLICIES, ManagedPolicy, get_managed_policy
+from dockyard.policy.language import (
+    Policy,
+    PolicyError,
+    RegistryPolicyScope,
+    parse_identity_policy,
+    parse_resource_policy,
+)
+from dockyard.policy.managed import MANAGED_POLICIES, ManagedPolicy, ManagedPolicyVersion, get_managed_policy
 from dockyard.store import schema
 
 PrincipalKind = Literal["user", "group", "role"]
@@ -36,8 +42,14 @@ AWS_POLICY_PREFIX = "arn:aws:iam::aws:policy/"
 _ADMINISTRATOR_ACCESS = ManagedPolicy(
     "AdministratorAccess",
     "Provides full access to AWS services and resources.",
-    '{\n  "Version": "2012-10-17",\n  "Statement": [\n    {\n      "Effect": "Allow",\n'
-    '      "Action": "*",\n      "Resource": "*"\n    }\n  ]\n}',
+    (
+        ManagedPolicyVersion(
+            "v1",
+            '{\n  "Version": "2012-10-17",\n  "Statement": [\n    {\n      "Effect": "Allow",\n'
+            '      "Action": "*",\n      "Resource": "*"\n    }\n  ]\n}',
+            1423247986.0,  # 2015-02-06T18:39:46Z, as IAM dates it
+        ),
+    ),
 )
 _EXTRA_AWS_POLICIES = {_ADMINISTRATOR_ACCESS.arn: _ADMINISTRATOR_ACCESS}
 
@@ -61,9 +73,11 @@ def identity_policy(text: str) -> Policy:
 
 
 @lru_cache(maxsize=8192)
-def resource_policy(text: str, kind: Literal["repository", "registry"] = "repository") -> Policy:
+def resource_policy(
+    text: str, kind: Literal["repository", "registry"] = "repository", registry_scope: RegistryPolicyScope = "V1"
+) -> Policy:
     """A stored resource policy (repository, registry or role trust policy), parsed once per text."""
-    return parse_resource_policy(text, kind=kind)
+    return parse_resource_policy(text, kind=kind, registry_scope=registry_scope)
 
 
 class CredentialsRejected(Exception):

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import TypeVar
+
+from sqlalchemy import select
 
 from dockyard.auth.tokens import TokenClaims, TokenError, read_password
 from dockyard.core.identity import auth_generation
@@ -23,6 +26,7 @@ from dockyard.core.identity.authorization import TokenRejected, caller_for_passw
 from dockyard.core.identity.caller import Caller
 from dockyard.core.identity.principals import ResolvedCredentials, resolve_credentials
 from dockyard.core.services import Services
+from dockyard.store import schema
 
 MAX_ENTRIES = 4096
 K = TypeVar("K")
@@ -70,7 +74,9 @@ async def registry_caller(svc: Services, password: str, region: str) -> Caller:
     held = _callers.get(key)
     if held is not None and held[0] == generation and _alive(held[1], now):
         return held[1]
-    caller = await caller_for_password(svc, password, region)
+    caller = await with_pull_time_exclusions(svc, await caller_for_password(svc, password, region))
+    caller = await with_signing_registries(svc, caller)
+    caller = await with_replication_registries(svc, caller)
     _remember(_callers, key, (generation, caller))
     return caller
 
@@ -88,6 +94,9 @@ async def signed_credentials(
     if held is not None and held[0] == generation and _alive(held[1].caller, time.time()):
         return held[1]
     resolved = await resolve_credentials(svc, access_key_id, session_token, region)
+    resolved = replace(resolved, caller=await with_pull_time_exclusions(svc, resolved.caller))
+    resolved = replace(resolved, caller=await with_signing_registries(svc, resolved.caller))
+    resolved = replace(resolved, caller=await with_replication_registries(svc, resolved.caller))
     _remember(_credentials, key, (generation, resolved))
     return resolved
 
@@ -103,3 +112,49 @@ async def _generation(svc: Services) -> str:
 
 def _alive(caller: Caller, now: float) -> bool:
     return caller.session_expires_at is None or now < caller.session_expires_at
+
+
+_EXCLUSIONS = schema.pull_time_exclusions
+
+
+async def with_pull_time_exclusions(svc: Services, caller: Caller) -> Caller:
+    """`caller` with the registries whose pull-time update exclusions name it: an IAM user by
+    its ARN, an assumed role's sessions by the role's. Read here, once per authorization
+    generation (the table is one it watches), so that pulls never read it."""
+    if caller.type == "IAMUser":
+        arn: str | None = caller.arn
+    elif caller.type == "AssumedRole":
+        arn = caller.role_arn
+    else:
+        return caller
+    async with svc.db.read() as conn:
+        rows = await conn.execute(
+            select(_EXCLUSIONS.c.account_id, _EXCLUSIONS.c.region).where(_EXCLUSIONS.c.principal_arn == arn)
+        )
+        registries = frozenset((row.account_id, row.region) for row in rows)
+    return replace(caller, pull_time_excluded_in=registries) if registries else caller
+
+
+_SIGNING = schema.signing_configurations
+
+
+async def with_signing_registries(svc: Services, caller: Caller) -> Caller:
+    """`caller` with the registries that have a signing configuration (few: one row per account
+    and region that configured managed signing). Read once per authorization generation (the
+    table is one it watches), so that a push to a registry without one reads nothing for it."""
+    async with svc.db.read() as conn:
+        rows = await conn.execute(select(_SIGNING.c.account_id, _SIGNING.c.region))
+        registries = frozenset((row.account_id, row.region) for row in rows)
+    return replace(caller, signing_registries=registries) if registries else caller
+
+
+_REPLICATION = schema.replication_configurations
+
+
+async def with_replication_registries(svc: Services, caller: Caller) -> Caller:
+    """`caller` with the registries that have a replication configuration, read as
+    with_signing_registries reads signing's (the table is one the generation watches)."""
+    async with svc.db.read() as conn:
+        rows = await conn.execute(select(_REPLICATION.c.account_id, _REPLICATION.c.region))
+        registries = frozenset((row.account_id, row.region) for row in rows)
+    return replace(caller, replication_registries=registries) if registries else caller

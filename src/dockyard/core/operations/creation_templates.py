@@ -27,8 +27,9 @@ from dockyard.core.errors import (
     TemplateAlreadyExistsException,
     TemplateNotFoundException,
 )
-from dockyard.core.identity.access import authorize, registry_resource
+from dockyard.core.identity.access import authorize
 from dockyard.core.identity.caller import Caller
+from dockyard.core.operations.account_settings import governed_registry
 from dockyard.core.paging import decode_token, encode_token, page_size
 from dockyard.core.registry import resource_tags
 from dockyard.core.registry.repositories import (
@@ -194,7 +195,7 @@ async def _find(conn: AsyncConnection, account_id: str, region: str, prefix: str
 
 async def create_template(svc: Services, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
     account_id = caller.account_id
-    await authorize(caller, "ecr:CreateRepositoryCreationTemplate", registry_resource(caller, account_id))
+    await authorize(caller, "ecr:CreateRepositoryCreationTemplate", await governed_registry(svc, caller, account_id))
     prefix = fields["prefix"]
     values = _columns(caller, account_id, fields, None)
     moment = now()
@@ -223,7 +224,7 @@ async def create_template(svc: Services, caller: Caller, fields: dict[str, Any])
 
 async def update_template(svc: Services, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
     account_id = caller.account_id
-    await authorize(caller, "ecr:UpdateRepositoryCreationTemplate", registry_resource(caller, account_id))
+    await authorize(caller, "ecr:UpdateRepositoryCreationTemplate", await governed_registry(svc, caller, account_id))
     prefix = fields["prefix"]
     async with svc.db.write() as conn:
         current = await _find(conn, account_id, caller.region, prefix)
@@ -246,7 +247,7 @@ async def update_template(svc: Services, caller: Caller, fields: dict[str, Any])
 
 async def delete_template(svc: Services, caller: Caller, prefix: str) -> dict[str, Any]:
     account_id = caller.account_id
-    await authorize(caller, "ecr:DeleteRepositoryCreationTemplate", registry_resource(caller, account_id))
+    await authorize(caller, "ecr:DeleteRepositoryCreationTemplate", await governed_registry(svc, caller, account_id))
     async with svc.db.write() as conn:
         current = await _find(conn, account_id, caller.region, prefix)
         if current is None:
@@ -269,7 +270,7 @@ async def describe_templates(
     next_token: str | None = None,
 ) -> dict[str, Any]:
     account_id = caller.account_id
-    await authorize(caller, "ecr:DescribeRepositoryCreationTemplates", registry_resource(caller, account_id))
+    await authorize(caller, "ecr:DescribeRepositoryCreationTemplates", await governed_registry(svc, caller, account_id))
     after = decode_token(next_token)
     limit = page_size(max_results, 100)
     query = (

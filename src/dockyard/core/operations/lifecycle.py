@@ -1,8 +1,18 @@
 """Lifecycle policies: ECR's rule language, validated as ECR validates it, and applied as ECR applies it.
 
 A policy is {"rules": [...]}; each rule has a rulePriority, an optional description, a selection
-(tagStatus tagged/untagged/any, tagPrefixList or tagPatternList for tagged images, countType
-imageCountMoreThan or sinceImagePushed with countUnit days, countNumber) and an action (expire).
+(tagStatus tagged/untagged/any, tagPrefixList or tagPatternList for tagged images, storageClass
+standard or archive, countType imageCountMoreThan, or sinceImagePushed, sinceImagePulled or
+sinceImageTransitioned with countUnit days, countNumber) and an action: expire, or transition
+with targetStorageClass archive (the archive storage class, core/registry/archive.py).
+
+Storage classes, as ECR's lifecycle documentation has them: a rule selects images of its
+storageClass only (standard when omitted: ACTIVE images; archive: ARCHIVED ones); counting by
+imageCountMoreThan, sinceImagePushed or sinceImagePulled selects standard images, and
+sinceImageTransitioned (days since the image was archived) archive ones, and requires the
+storageClass; a transition moves standard images to archive; archived images are kept at least
+90 days, so an expiry of archived images counts at least 90 days. sinceImagePulled counts from
+the last recorded pull, or the push for an image never pulled.
 
 ECR checks a policy against a JSON schema first, reporting the schema validator's wording ("object
 has missing required properties ([\"countNumber\"])", "instance failed to match exactly one schema
@@ -26,7 +36,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -40,11 +50,11 @@ from dockyard.core.errors import (
 )
 from dockyard.core.identity.caller import Caller
 from dockyard.core.paging import decode_token, encode_token
-from dockyard.core.registry import repositories
+from dockyard.core.registry import archive, repositories
 from dockyard.core.registry.images import delete_image
 from dockyard.core.registry.repositories import Repository, open_repository
 from dockyard.core.services import Services, now
-from dockyard.store import schema
+from dockyard.store import inline_sqlite, schema
 
 DAY = 86400.0
 # Images a write transaction expires at most.
@@ -95,6 +105,8 @@ class Rule:
     count_type: str
     count_number: int
     document: dict[str, Any]
+    action: str = "expire"
+    storage_class: str = "standard"
 
     def selects(self, image_tags: tuple[str, ...]) -> bool:
         """Whether the rule's tag selection matches an image with these tags. With several prefixes
@@ -184,7 +196,12 @@ def _wildcard(pattern: str) -> re.Pattern[str]:
 
 
 _RULE_KEYS = frozenset({"rulePriority", "description", "selection", "action"})
-_SELECTION_KEYS = frozenset({"tagStatus", "tagPrefixList", "tagPatternList", "countType", "countUnit", "countNumber"})
+_SELECTION_KEYS = frozenset(
+    {"tagStatus", "tagPrefixList", "tagPatternList", "storageClass", "countType", "countUnit", "countNumber"}
+)
+_AGE_COUNTS = ("sinceImagePushed", "sinceImagePulled", "sinceImageTransitioned")
+# ECR's minimum storage duration of archived images.
+ARCHIVE_MINIMUM_DAYS = 90
 
 
 def _parse_rule(document: Any) -> Rule:
@@ -192,8 +209,14 @@ def _parse_rule(document: Any) -> Rule:
     priority = _check_minimum(rule["rulePriority"], 1)
     description = rule.get("description", "")
     _expect_type(description, "string")
-    action = _check_object(rule["action"], ("type",), frozenset({"type"}))
-    _check_enum(action["type"], ("expire",))
+    action = _check_object(rule["action"], ("type",), frozenset({"type", "targetStorageClass"}))
+    action_type = _check_enum(action["type"], ("expire", "transition"))
+    if action_type == "transition":
+        if "targetStorageClass" not in action:
+            raise invalid("targetStorageClass is required when action type=TRANSITION.")
+        _check_enum(action["targetStorageClass"], ("archive",))
+    elif "targetStorageClass" in action:
+        raise invalid("targetStorageClass can only be used when action type=TRANSITION.")
     selection = _check_object(rule["selection"], ("countNumber", "countType", "tagStatus"), _SELECTION_KEYS)
     tag_status = _check_enum(selection["tagStatus"], TAG_STATUSES)
     prefixes = _check_strings(selection["tagPrefixList"]) if "tagPrefixList" in selection else ()
@@ -201,10 +224,11 @@ def _parse_rule(document: Any) -> Rule:
     # The schema's two forms of a selection: a count without a unit, or an age in days.
     count_type, unit = selection["countType"], selection.get("countUnit", None)
     count_form = count_type == "imageCountMoreThan" and "countUnit" not in selection
-    age_form = count_type == "sinceImagePushed" and unit == "days"
+    age_form = count_type in _AGE_COUNTS and unit == "days"
     if not (count_form or age_form):
         raise invalid("instance failed to match exactly one schema (matched 0 out of 2)")
     count_number = _check_minimum(selection["countNumber"], 1)
+    storage_class = _check_storage_class(selection, count_type, action_type, count_number)
     if tag_status == "tagged" and not (prefixes or patterns):
         raise invalid("Must specify tagPrefixList or tagPatternList when tagStatus=TAGGED.")
     if tag_status != "tagged" and (prefixes or patterns):
@@ -225,7 +249,31 @@ def _parse_rule(document: Any) -> Rule:
         count_type=count_type,
         count_number=count_number,
         document=rule,
+        action=action_type,
+        storage_class=storage_class,
     )
+
+
+def _check_storage_class(selection: dict[str, Any], count_type: str, action_type: str, count_number: int) -> str:
+    """The storage class a rule selects, once it fits its count type and action."""
+    if "storageClass" in selection:
+        storage_class = _check_enum(selection["storageClass"], ("standard", "archive"))
+    elif count_type == "sinceImageTransitioned":
+        raise invalid("storageClass is required when countType=sinceImageTransitioned.")
+    else:
+        storage_class = "standard"
+    if count_type == "sinceImageTransitioned" and storage_class != "archive":
+        raise invalid("countType=sinceImageTransitioned can only be used with storageClass=archive.")
+    if count_type != "sinceImageTransitioned" and storage_class != "standard":
+        raise invalid(f"countType={count_type} can only be used with storageClass=standard.")
+    if action_type == "transition" and storage_class != "standard":
+        raise invalid("Only images in storageClass=standard can be transitioned to archive.")
+    if storage_class == "archive" and count_number < ARCHIVE_MINIMUM_DAYS:
+        raise invalid(
+            f"Archived images have a minimum storage duration of {ARCHIVE_MINIMUM_DAYS} days: "
+            f"countNumber must be at least {ARCHIVE_MINIMUM_DAYS} for storageClass=archive."
+        )
+    return storage_class
 
 
 def parse_policy(text: str) -> LifecyclePolicy:
@@ -249,6 +297,13 @@ def _check_rule_set(rules: list[Rule]) -> None:
     priorities = [r.priority for r in rules]
     if len(set(priorities)) != len(priorities):
         raise invalid("Rule priorities must be unique.")
+    # The rules on one storage class's images follow ECR's rules among themselves: a rule on
+    # standard images and one on archived images never select the same image.
+    for storage_class in ("standard", "archive"):
+        _check_class_rules([r for r in rules if r.storage_class == storage_class])
+
+
+def _check_class_rules(rules: list[Rule]) -> None:
     if sum(1 for r in rules if r.tag_status == "untagged") > 1:
         raise invalid("Only one rule can select Untagged images.")
     if any(r.tag_status == "any" for r in rules[:-1]):
@@ -267,12 +322,32 @@ class Candidate:
     digest: str
     tags: tuple[str, ...]
     pushed_at: float
+    status: str = "ACTIVE"
+    last_pull_at: float | None = None
+    archived_at: float | None = None
+
+    def in_class(self, storage_class: str) -> bool:
+        return self.status == ("ARCHIVED" if storage_class == "archive" else "ACTIVE")
+
+    def counted_from(self, count_type: str) -> float:
+        """The moment an age rule counts this image's age from."""
+        if count_type == "sinceImagePulled":
+            return self.last_pull_at if self.last_pull_at is not None else self.pushed_at
+        if count_type == "sinceImageTransitioned":
+            return self.archived_at if self.archived_at is not None else self.pushed_at
+        return self.pushed_at
 
 
 @dataclass(frozen=True)
 class Expiry:
+    """What a rule does to an image: expires it, or (rule.action "transition") archives it."""
+
     image: Candidate
     rule: Rule
+
+    @property
+    def transition(self) -> bool:
+        return self.rule.action == "transition"
 
 
 def evaluate(
@@ -283,13 +358,13 @@ def evaluate(
     expired: dict[int, Expiry] = {}
     claimed: set[int] = set()
     for rule in policy.rules:
-        selected = [c for c in candidates if rule.selects(c.tags)]
+        selected = [c for c in candidates if c.in_class(rule.storage_class) and rule.selects(c.tags)]
         if rule.count_type == "imageCountMoreThan":
             newest_first = sorted(selected, key=lambda c: (c.pushed_at, c.image_id), reverse=True)
             due = newest_first[rule.count_number :]
         else:
             cutoff = at - rule.count_number * DAY
-            due = [c for c in selected if c.pushed_at < cutoff]
+            due = [c for c in selected if c.counted_from(rule.count_type) < cutoff]
         for candidate in due:
             if candidate.image_id not in claimed and candidate.image_id not in expired:
                 expired[candidate.image_id] = Expiry(candidate, rule)
@@ -304,14 +379,24 @@ def evaluate(
 async def candidates_of(conn: AsyncConnection, repository_id: int) -> tuple[list[Candidate], dict[str, set[str]]]:
     """The repository's images with their tags, and which index refers to which image."""
     rows = await conn.execute(
-        select(images.c.id, images.c.digest, images.c.pushed_at, tags.c.name)
+        select(
+            images.c.id,
+            images.c.digest,
+            images.c.pushed_at,
+            images.c.status,
+            images.c.last_pull_at,
+            images.c.archived_at,
+            tags.c.name,
+        )
         .select_from(images.outerjoin(tags, tags.c.image_id == images.c.id))
         .where(images.c.repository_id == repository_id)
         .order_by(images.c.id, tags.c.name)
     )
-    found: dict[int, tuple[str, float, list[str]]] = {}
+    found: dict[int, tuple[str, float, list[str], tuple[str, float | None, float | None]]] = {}
     for row in rows:
-        entry = found.setdefault(row.id, (row.digest, row.pushed_at, []))
+        entry = found.setdefault(
+            row.id, (row.digest, row.pushed_at, [], (row.status, row.last_pull_at, row.archived_at))
+        )
         if row.name is not None:
             entry[2].append(row.name)
     refs = schema.image_references
@@ -323,7 +408,7 @@ async def candidates_of(conn: AsyncConnection, repository_id: int) -> tuple[list
     parents: dict[str, set[str]] = {}
     for row in parent_rows:
         parents.setdefault(row.digest, set()).add(row.parent)
-    candidates = [Candidate(i, d, tuple(t), p) for i, (d, p, t) in found.items()]
+    candidates = [Candidate(i, d, tuple(t), p, *more) for i, (d, p, t, more) in found.items()]
     return candidates, parents
 
 
@@ -333,9 +418,19 @@ def preview_result(expiry: Expiry) -> dict[str, Any]:
         "imageTags": list(expiry.image.tags),
         "imageDigest": expiry.image.digest,
         "imagePushedAt": expiry.image.pushed_at,
-        "action": {"type": "EXPIRE"},
+        "action": {"type": "TRANSITION", "targetStorageClass": "ARCHIVE"} if expiry.transition else {"type": "EXPIRE"},
         "appliedRulePriority": expiry.rule.priority,
+        "storageClass": "ARCHIVE" if expiry.image.status == "ARCHIVED" else "STANDARD",
     }
+
+
+def preview_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """A LifecyclePolicyPreviewSummary: how many images expire, and how many move to each class."""
+    moving = sum(1 for r in results if r["action"]["type"] == "TRANSITION")
+    summary: dict[str, Any] = {"expiringImageTotalCount": len(results) - moving}
+    if moving:
+        summary["transitioningImageTotalCounts"] = [{"targetStorageClass": "ARCHIVE", "imageTotalCount": moving}]
+    return summary
 
 
 # --- the API operations -------------------------------------------------------------------------
@@ -410,7 +505,9 @@ async def start_lifecycle_policy_preview(
             if not text:
                 raise policy_not_found(repo)
         policy = parse_policy(text)
-        candidates, parents = await candidates_of(conn, repo.id)
+        # Every image of the repository: read on a thread, not on the event loop.
+        with inline_sqlite.offloaded():
+            candidates, parents = await candidates_of(conn, repo.id)
     moment = now()
     results = [preview_result(e) for e in evaluate(policy, candidates, moment, parents)]
     async with svc.db.write() as conn:
@@ -470,7 +567,7 @@ async def get_lifecycle_policy_preview(
         "lifecyclePolicyText": row.preview_policy_text,
         "status": row.preview_status,
         "previewResults": page,
-        "summary": {"expiringImageTotalCount": len(results)},
+        "summary": preview_summary(results),
     }
     if start + size < len(selected):
         answer["nextToken"] = encode_token(start + size)
@@ -500,6 +597,7 @@ class RepositoryRun:
     repository: str
     policy: LifecyclePolicy
     expired: list[Expiry]
+    transitioned: list[Expiry] = field(default_factory=list)
 
 
 async def policy_repositories(svc: Services) -> list[int]:
@@ -529,13 +627,40 @@ async def apply_to_repository(svc: Services, repository_id: int, *, dry_run: boo
             return None
         candidates, parents = await candidates_of(conn, repository_id)
     moment = now()
-    expired = evaluate(policy, candidates, moment, parents)
+    evaluated = evaluate(policy, candidates, moment, parents)
+    expired = [e for e in evaluated if not e.transition]
+    transitioned = [e for e in evaluated if e.transition]
     if not dry_run:
         expired = await expire(svc, repository_id, policy, expired, parents, since=began - CLOCK_SKEW)
+        transitioned = await transition(svc, repository_id, policy, transitioned)
         async with svc.db.write() as conn:
             if await _exists(conn, repository_id):
                 await _upsert_state(conn, repository_id, evaluated_at=moment)
-    return RepositoryRun(row.account_id, row.region, row.name, policy, expired)
+    return RepositoryRun(row.account_id, row.region, row.name, policy, expired, transitioned)
+
+
+async def transition(svc: Services, repository_id: int, policy: LifecyclePolicy, moving: list[Expiry]) -> list[Expiry]:
+    """Archive what an evaluation of `policy` transitioned, BATCH images a write transaction;
+    each only if, when its transaction re-checks, the policy is still `policy` and the image is
+    still ACTIVE with the tags it was evaluated with. The archive mover then moves its layers."""
+    done: set[int] = set()
+    for start in range(0, len(moving), BATCH):
+        async with svc.db.write() as conn:
+            if await _stored_policy_text(conn, repository_id) != policy.text:
+                break
+            chosen = [
+                e.image.image_id
+                for e in moving[start : start + BATCH]
+                if await _unchanged(conn, repository_id, e, set()) and await _active(conn, e.image.image_id)
+            ]
+            await archive.archive_images(conn, chosen)
+            done.update(chosen)
+    return [e for e in moving if e.image.image_id in done]
+
+
+async def _active(conn: AsyncConnection, image_id: int) -> bool:
+    status = (await conn.execute(select(images.c.status).where(images.c.id == image_id))).scalar()
+    return status == archive.ACTIVE
 
 
 async def expire(

@@ -7,17 +7,21 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.errors import BlobUnknown
 from dockyard.core.identity.caller import Caller
+from dockyard.core.operations.account_settings import BLOB_MOUNTING, setting_value
 from dockyard.core.operations.creation_templates import open_for_push
+from dockyard.core.registry import archive
 from dockyard.core.registry.images import REPOSITORY_COLUMNS, THIS_REPOSITORY, authorized_repository
 from dockyard.core.registry.repositories import Repository, open_repository
 from dockyard.core.services import Services, now
 from dockyard.store import fastread, schema
+from dockyard.store.prepared import Prepared
 
 log = logging.getLogger(__name__)
 rb = schema.repository_blobs
@@ -30,7 +34,7 @@ _logged: set[tuple[str, str]] = set()
 # A blob GET or HEAD in one indexed read: the repository (absent: no rows), and the blob's size
 # and link if the repository has it (NULLs if not), run through store.fastread.
 _LINK = (
-    select(*REPOSITORY_COLUMNS, schema.blobs.c.size, rb.c.linked_at)
+    select(*REPOSITORY_COLUMNS, schema.blobs.c.size, rb.c.linked_at, schema.blobs.c.location)
     .select_from(
         schema.repositories.outerjoin(
             rb, and_(rb.c.repository_id == schema.repositories.c.id, rb.c.digest == bindparam("digest"))
@@ -44,6 +48,14 @@ def blob_unknown(repo: Repository, digest: str) -> BlobUnknown:
     return BlobUnknown(
         f"The layer with digest '{digest}' does not exist in the repository with name '{repo.name}' "
         f"in the registry with id '{repo.account_id}'"
+    )
+
+
+def archived_blob(repo: Repository, digest: str) -> BlobUnknown:
+    """A layer only archived images need: not served (ECR answers a pull of them with 404)."""
+    return BlobUnknown(
+        f"The layer with digest '{digest}' in the repository with name '{repo.name}' in the registry with id "
+        f"'{repo.account_id}' belongs only to archived images and cannot be pulled"
     )
 
 
@@ -157,23 +169,34 @@ async def linked_sizes(conn: AsyncConnection, repo: Repository, digests: list[st
     return {row.digest: row.size for row in rows}
 
 
+def _link_statements(dialect_insert: Any) -> tuple[Prepared, Prepared]:
+    """The two upserts of `link` in a dialect's INSERT … ON CONFLICT."""
+    blobs = schema.blobs
+    blob = dialect_insert(blobs).values(digest=bindparam("digest"), size=bindparam("size"), created_at=bindparam("now"))
+    blob = blob.on_conflict_do_update(
+        index_elements=[blobs.c.digest], set_={"size": blob.excluded.size}, where=blobs.c.size != blob.excluded.size
+    )
+    linked = dialect_insert(rb).values(
+        repository_id=bindparam("repository_id"), digest=bindparam("digest"), linked_at=bindparam("now")
+    )
+    linked = linked.on_conflict_do_update(
+        index_elements=[rb.c.repository_id, rb.c.digest], set_={"linked_at": linked.excluded.linked_at}
+    )
+    return Prepared(blob), Prepared(linked)
+
+
+_LINK_STATEMENTS = {"sqlite": _link_statements(sqlite_insert), "postgresql": _link_statements(postgresql_insert)}
+
+
 async def link(conn: AsyncConnection, repository_id: int, digest: str, size: int) -> None:
     """Record that the blob exists (its bytes are durable already, `size` verified) and that the
     repository has it. An existing link is refreshed: garbage collection counts a link's grace
-    period from its last use, so a push that relies on it is never cut short."""
-    known = (await conn.execute(select(schema.blobs.c.size).where(schema.blobs.c.digest == digest))).first()
-    if known is None:
-        await conn.execute(insert(schema.blobs).values(digest=digest, size=size, created_at=now()))
-    elif known.size != size:
-        # A row of a damaged blob, put back by verified bytes of their true size.
-        await conn.execute(update(schema.blobs).where(schema.blobs.c.digest == digest).values(size=size))
-    try:
-        async with conn.begin_nested():
-            await conn.execute(insert(rb).values(repository_id=repository_id, digest=digest, linked_at=now()))
-    except IntegrityError:
-        await conn.execute(
-            update(rb).where(rb.c.repository_id == repository_id, rb.c.digest == digest).values(linked_at=now())
-        )
+    period from its last use, so a push that relies on it is never cut short. A blob row of the
+    wrong size (a damaged blob's, put back by verified bytes) takes the true size."""
+    blob, linked = _LINK_STATEMENTS[conn.dialect.name]
+    params = {"repository_id": repository_id, "digest": digest, "size": size, "now": now()}
+    await blob.execute(conn, params)
+    await linked.execute(conn, params)
 
 
 async def keep_link(svc: Services, repo: Repository, digest: str, linked_at: float | None) -> None:
@@ -197,10 +220,12 @@ async def stat_blob(
     rows = await fastread.fetch(svc.db, _LINK, params)
     # Authorised before the blob is looked at: AccessDenied comes before any NotFound.
     repo = await authorized_repository(svc, caller, account_id, repository, action, rows)
-    size, linked_at = rows[0][-2:]
+    size, linked_at, location = rows[0][-3:]
     if size is None:
         raise blob_unknown(repo, digest)
     size = int(size)
+    if not await archive.servable(svc, digest, location):
+        raise archived_blob(repo, digest)
     damaged = local_damage(svc, digest, size)
     if damaged is not None:
         raise damaged
@@ -215,6 +240,9 @@ async def mount_blob(
     """Link `digest` from repository `source` into `repository`; None when it can't be mounted,
     so the caller falls back to an ordinary upload as the distribution spec says."""
     async with svc.db.write() as conn:
+        # With the registry's BLOB_MOUNTING setting off, ECR ignores the mount parameters.
+        if await setting_value(conn, account_id, caller.region, BLOB_MOUNTING) != "ENABLED":
+            return None
         target = await open_for_push(svc, conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
         try:
             origin = await open_repository(conn, caller, account_id, source, "ecr:GetDownloadUrlForLayer")

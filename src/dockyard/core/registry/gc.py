@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
@@ -51,7 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.services import Services
 from dockyard.store import schema
-from dockyard.store.blobs.interface import UploadBusy, UploadGone
+from dockyard.store.blobs.interface import StoredFile, UploadBusy, UploadGone
 
 log = logging.getLogger("dockyard.gc")
 
@@ -334,6 +334,8 @@ async def _delete_blobs(svc: Services, cutoff: float, dry_run: bool) -> list[tup
                 await conn.execute(delete(blobs).where(blobs.c.digest.in_(digests)))
                 for digest in digests:
                     await svc.blobs.delete(digest)
+                    # A blob archived images used has its bytes on the archive tier.
+                    await svc.blobs.delete_archived(digest)
         removed.extend((digest, sizes[digest]) for digest in digests)
     return removed
 
@@ -348,7 +350,20 @@ async def _still_unreferenced(conn: AsyncConnection, digests: list[str], cutoff:
 
 
 async def _orphan_blob_files(svc: Services, cutoff: float, dry_run: bool) -> list[tuple[str, int]]:
-    files = (f async for f in svc.blobs.stored_blobs() if f.changed_at < cutoff)
+    removed = await _orphans_among(svc, svc.blobs.stored_blobs(), svc.blobs.delete, cutoff, dry_run)
+    # Copies on the archive tier (core/registry/archive.py) of blobs the metadata no longer has.
+    removed += await _orphans_among(svc, svc.blobs.stored_archived_blobs(), svc.blobs.delete_archived, cutoff, dry_run)
+    return removed
+
+
+async def _orphans_among(
+    svc: Services,
+    stored: AsyncIterable[StoredFile],
+    remove: Callable[[str], Awaitable[None]],
+    cutoff: float,
+    dry_run: bool,
+) -> list[tuple[str, int]]:
+    files = (f async for f in stored if f.changed_at < cutoff)
     removed: list[tuple[str, int]] = []
     async for batch in _batches((f.name, f.size) async for f in files):
         sizes = dict(batch)
@@ -358,7 +373,7 @@ async def _orphan_blob_files(svc: Services, cutoff: float, dry_run: bool) -> lis
             orphans = [d for d in sizes if d not in known]
             if not dry_run:
                 for digest in orphans:
-                    await svc.blobs.delete(digest)
+                    await remove(digest)
         removed.extend((digest, sizes[digest]) for digest in orphans)
     return removed
 

@@ -23,11 +23,11 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dockyard.core.errors import InvalidParameterException
+from dockyard.core.errors import InvalidParameterException, RepositoryNotFoundException
 from dockyard.core.identity.caller import Caller
 from dockyard.core.paging import decode_token, encode_token, page_size
+from dockyard.core.registry import archive, negotiation
 from dockyard.core.registry import images as image_store
-from dockyard.core.registry import negotiation
 from dockyard.core.registry.images import (
     StoredImage,
     image_not_found,
@@ -36,7 +36,7 @@ from dockyard.core.registry.images import (
     record_pull_times,
 )
 from dockyard.core.registry.manifests import ManifestError, parse_manifest
-from dockyard.core.registry.repositories import Repository, open_repository
+from dockyard.core.registry.repositories import Repository, not_found, open_repository
 from dockyard.core.scanning.scan_hooks import image_scan_details
 from dockyard.core.services import Services
 from dockyard.store import fastread, schema
@@ -58,6 +58,9 @@ BAD_DIGEST = (
     "InvalidImageDigest",
     f"Invalid request parameters: image digest should satisfy the regex '{DIGEST_RULE}'",
 )
+# An archived (or still activating) image cannot be pulled; ECR's failure codes have no
+# archive-specific one, and it answers a pull of such an image as not found.
+ARCHIVED_IMAGE = ("ImageNotFound", "Requested image is archived and cannot be pulled")
 TAG_ELSEWHERE = ("ImageTagDoesNotMatchDigest", "Invalid request parameters: given tag does not map to the given digest")
 
 
@@ -140,6 +143,23 @@ async def _resolve(
     return image, None
 
 
+resolve_image_id = _resolve
+
+
+def raise_for_problem(repo: Repository, image_id: ImageId, problem: tuple[str, str] | None) -> None:
+    """The exception ECR's single-image operations raise for an id that names no image."""
+    if problem == MISSING_ID:
+        raise InvalidParameterException(
+            "Invalid parameter at 'imageId' failed to satisfy constraint: 'both tag and digest cannot be null'"
+        )
+    if problem == BAD_DIGEST:
+        raise InvalidParameterException(
+            f"Invalid parameter at 'imageDigest' failed to satisfy constraint: 'must satisfy regular "
+            f"expression '{DIGEST_RULE}''"
+        )
+    raise image_not_found(repo, image_id.digest or image_id.tag or "", image_id.tag)
+
+
 # SQLite allows 32766 bound values per statement; far fewer keeps each statement small.
 _IN_CHUNK = 500
 
@@ -192,12 +212,15 @@ async def _resolve_all(
 # --- ListImages -------------------------------------------------------------------------------
 
 
-def _no_archive(image_status: str | None) -> bool:
-    """Dockyard never archives images: only the ACTIVE (or ANY) status matches anything."""
-    return image_status in (None, "ACTIVE", "ANY")
+def _status_key(image_status: str | None) -> tuple[bool, dict[str, str]]:
+    """(whether the statement filters on imageStatus, its parameter): ECR lists ACTIVE images
+    unless the filter names another status, or ANY."""
+    if image_status == "ANY":
+        return False, {}
+    return True, {"status": archive.status_matches(image_status)[0]}
 
 
-def _list_statement(tag_status: str | None, paged: bool) -> Select[Any]:
+def _list_statement(tag_status: str | None, paged: bool, by_status: bool = True) -> Select[Any]:
     """ListImages' page, in (image id, tag) order: one statement per kind of call, built once."""
     tag_name = func.coalesce(tags.c.name, "")
     if tag_status == "TAGGED":
@@ -213,6 +236,8 @@ def _list_statement(tag_status: str | None, paged: bool) -> Select[Any]:
     )
     if tag_status == "UNTAGGED":
         query = query.where(tags.c.name.is_(None))
+    if by_status:
+        query = query.where(images.c.status == bindparam("status"))
     if paged:
         last_id, last_tag = bindparam("last_id"), bindparam("last_tag")
         # The OR alone is no range either planner can seek to: a deep page read every image
@@ -223,9 +248,10 @@ def _list_statement(tag_status: str | None, paged: bool) -> Select[Any]:
 
 
 _LIST_STATEMENTS = {
-    (status, paged): _list_statement(status, paged)
+    (status, paged, by_status): _list_statement(status, paged, by_status)
     for status in (None, "TAGGED", "UNTAGGED")
     for paged in (False, True)
+    for by_status in (False, True)
 }
 
 
@@ -245,8 +271,11 @@ async def list_images(
     params: dict[str, Any] = {"repository_id": repo.id, "limit": limit + 1}
     if after is not None:
         params["last_id"], params["last_tag"] = _position(after)
-    statement = _LIST_STATEMENTS[(tag_status if tag_status in ("TAGGED", "UNTAGGED") else None, after is not None)]
-    rows = await fastread.fetch(svc.db, statement, params) if _no_archive(image_status) else []
+    by_status, status_param = _status_key(image_status)
+    params |= status_param
+    tag_key = tag_status if tag_status in ("TAGGED", "UNTAGGED") else None
+    statement = _LIST_STATEMENTS[(tag_key, after is not None, by_status)]
+    rows = await fastread.fetch(svc.db, statement, params)
     listed = [ImageId(name, digest).shape() for _, digest, name in rows[:limit]]
     result: dict[str, Any] = {"imageIds": listed}
     if len(rows) > limit:
@@ -287,7 +316,9 @@ def image_detail(
         "artifactMediaType": image.artifact_type,
         "lastRecordedPullTime": pulled_at,
         "subjectManifestDigest": image.subject_digest,
-        "imageStatus": "ACTIVE",
+        "imageStatus": image.status,
+        "lastArchivedAt": image.archived_at,
+        "lastActivatedAt": image.activated_at,
     }
     return detail | (scan or {})
 
@@ -297,7 +328,7 @@ _DETAIL_COLUMNS = tuple(column for column in _COLUMNS if column.name != "manifes
 _DETAIL_FIELDS = tuple(column.name for column in _DETAIL_COLUMNS)
 
 
-def _describe_statement(tag_status: str | None, paged: bool) -> Select[Any]:
+def _describe_statement(tag_status: str | None, paged: bool, by_status: bool = True) -> Select[Any]:
     query = (
         select(*_DETAIL_COLUMNS)
         .where(images.c.repository_id == bindparam("repository_id"))
@@ -309,15 +340,18 @@ def _describe_statement(tag_status: str | None, paged: bool) -> Select[Any]:
         query = query.where(tagged)
     elif tag_status == "UNTAGGED":
         query = query.where(~tagged)
+    if by_status:
+        query = query.where(images.c.status == bindparam("status"))
     if paged:
         query = query.where(images.c.id > bindparam("after"))
     return query
 
 
 _DESCRIBE_STATEMENTS = {
-    (status, paged): _describe_statement(status, paged)
+    (status, paged, by_status): _describe_statement(status, paged, by_status)
     for status in (None, "TAGGED", "UNTAGGED")
     for paged in (False, True)
+    for by_status in (False, True)
 }
 # The tags of a page of images: its ids are a range (pages go in id order), and the range read
 # on ix_tags_image finds them in one statement; tags of other repositories' images in the same
@@ -389,8 +423,11 @@ async def describe_images(
         if not isinstance(after, int) or isinstance(after, bool):
             raise _invalid_token()
         params["after"] = after
-    statement = _DESCRIBE_STATEMENTS[(tag_status if tag_status in ("TAGGED", "UNTAGGED") else None, after is not None)]
-    rows = await fastread.fetch(svc.db, statement, params) if _no_archive(image_status) else []
+    by_status, status_param = _status_key(image_status)
+    params |= status_param
+    tag_key = tag_status if tag_status in ("TAGGED", "UNTAGGED") else None
+    statement = _DESCRIBE_STATEMENTS[(tag_key, after is not None, by_status)]
+    rows = await fastread.fetch(svc.db, statement, params)
     found = [StoredImage(**dict(zip(_DETAIL_FIELDS, row, strict=True)), manifest=b"") for row in rows]
     page = found[:limit]
     names = await _tags_of_page(svc, page)
@@ -471,25 +508,76 @@ async def batch_get_image(
     pulled: dict[int, StoredImage] = {}
     seen: set[tuple[str | None, str | None]] = set()
     wanted = list(dict.fromkeys(ImageId.of(shape) for shape in image_ids))
-    async with svc.db.read() as conn:
-        repo = await open_repository(conn, caller, account_id, repository, "ecr:BatchGetImage")
-        resolved = await _resolve_all(conn, repo, wanted)
-        by_digest_only = [image.id for i, (image, _) in resolved.items() if image is not None and i.tag is None]
-        tag_names = await _tags_of(conn, list(dict.fromkeys(by_digest_only)))
+    found_repo: Repository | None = None
+    resolved: dict[ImageId, tuple[StoredImage | None, tuple[str, str] | None]] = {}
+    tag_names: dict[int, list[str]] = {}
+    try:
+        async with svc.db.read() as conn:
+            found_repo = await open_repository(conn, caller, account_id, repository, "ecr:BatchGetImage")
+            resolved = await _resolve_all(conn, found_repo, wanted)
+            by_digest_only = [image.id for i, (image, _) in resolved.items() if image is not None and i.tag is None]
+            tag_names = await _tags_of(conn, list(dict.fromkeys(by_digest_only)))
+    except RepositoryNotFoundException:
+        pass  # a pull through cache's repository is created by its first pull
+    repo = await _pull_through_missing(svc, caller, account_id, repository, found_repo, wanted, resolved)
     for image_id in wanted:
         image, problem = resolved[image_id]
         if image is None:
             failures.append(_failure(image_id, problem or NOT_FOUND))
             continue
+        if image.status != archive.ACTIVE:
+            failures.append(_failure(image_id, ARCHIVED_IMAGE))
+            continue
         served = _served(image, image_id, accepted_media_types)
-        answers = [image_id.tag] if image_id.tag else tag_names[image.id] or [None]
+        answers = [image_id.tag] if image_id.tag else tag_names.get(image.id) or [None]
         for tag in answers:
             if (tag, image.digest) not in seen:
                 seen.add((tag, image.digest))
                 found.append(_image_shape(repo, image, tag, served))
         pulled[image.id] = image
-    await record_pull_times(svc, pulled.values())
+    await record_pull_times(svc, caller, repo.account_id, pulled.values())
     return {"images": found, "failures": failures}
+
+
+async def _pull_through_missing(
+    svc: Services,
+    caller: Caller,
+    account_id: str,
+    repository: str,
+    repo: Repository | None,
+    wanted: list[ImageId],
+    resolved: dict[ImageId, tuple[StoredImage | None, tuple[str, str] | None]],
+) -> Repository:
+    """Fill in, from a pull through cache's upstream, the images `resolved` found missing (all of
+    them when the repository does not exist yet): ECR's per-image Upstream* failures when the
+    upstream fails, UnableToGetUpstreamImageException when nothing could be had at all."""
+    from dockyard.core.registry import pull_through  # noqa: PLC0415 - it imports this module
+
+    for image_id in wanted:
+        image, problem = resolved.get(image_id, (None, None))
+        if image is not None or problem is not None or (repo is None and image_id.problem() is not None):
+            continue
+        reference = image_id.tag or image_id.digest
+        assert reference is not None
+        try:
+            pulled = await pull_through.pull_manifest(svc, caller, account_id, repository, reference, repo)
+        except pull_through.UnableToGetUpstreamImageException as exc:
+            if repo is None:
+                raise
+            resolved[image_id] = (None, ("UpstreamUnavailable", exc.message))
+            continue
+        if pulled is None:
+            if repo is None:
+                raise not_found(repository, account_id)
+            continue
+        repo, image = pulled
+        mismatch = image_id.digest is not None and image_id.digest != image.digest
+        resolved[image_id] = (None, TAG_ELSEWHERE) if mismatch else (image, None)
+    if repo is None:
+        raise not_found(repository, account_id)
+    for image_id in wanted:
+        resolved.setdefault(image_id, (None, image_id.problem()))
+    return repo
 
 
 # --- BatchDeleteImage -------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Float,
     and_,
     bindparam,
     cast,
@@ -42,11 +43,20 @@ from dockyard.core.errors import (
     LimitExceededException,
     ManifestInvalid,
     ReferencedImagesNotFoundException,
+    RepositoryNotFoundException,
 )
 from dockyard.core.identity.access import Resource, authorize, repository_arn
 from dockyard.core.identity.caller import Caller
 from dockyard.core.operations.creation_templates import open_for_push
-from dockyard.core.registry.manifests import MAX_MANIFEST_SIZE, Manifest, ManifestError, is_digest, parse_manifest
+from dockyard.core.registry import archive, pull_time_exclusions, repositories
+from dockyard.core.registry.manifests import (
+    MAX_MANIFEST_SIZE,
+    Manifest,
+    ManifestError,
+    is_digest,
+    parse_manifest,
+    unsupported_digest_algorithm,
+)
 from dockyard.core.registry.repositories import (
     Repository,
     not_found,
@@ -54,8 +64,10 @@ from dockyard.core.registry.repositories import (
     repository_resource,
     resource_in,
 )
+from dockyard.core.replication import replication_hooks
 from dockyard.core.scanning import scan_hooks
 from dockyard.core.services import Services, now
+from dockyard.core.signing import signing_hooks
 from dockyard.store import fastread, schema
 from dockyard.store.database import Database
 from dockyard.store.prepared import Prepared
@@ -80,6 +92,10 @@ class StoredImage:
     manifest: bytes
     pushed_at: float
     last_pull_at: float | None
+    # The archive storage class (core/registry/archive.py): ECR's imageStatus and its moments.
+    status: str = "ACTIVE"
+    archived_at: float | None = None
+    activated_at: float | None = None
 
 
 _IMAGE_INSERT_COLUMNS = (
@@ -112,6 +128,14 @@ def image_not_found(repo: Repository, reference: str, tag: str | None = None) ->
     return ImageNotFoundException(
         f"The image with imageId {{imageDigest:'{digest or 'null'}', imageTag:'{tag or 'null'}'}} does not exist "
         f"within the repository with name '{repo.name}' in the registry with id '{repo.account_id}'"
+    )
+
+
+def image_archived(repo: Repository, reference: str) -> ImageNotFoundException:
+    """An archived (or still activating) image refused on pull: ECR answers 404, as for no image."""
+    return ImageNotFoundException(
+        f"The image with reference '{reference}' in the repository with name '{repo.name}' in the registry with id "
+        f"'{repo.account_id}' is archived and cannot be pulled; restore it to the standard storage class first"
     )
 
 
@@ -179,6 +203,9 @@ async def put_manifest(
         _check_size(data)
         manifest = parsed
     if digest is not None and digest != manifest.digest:
+        unsupported = unsupported_digest_algorithm(digest)
+        if unsupported is not None:
+            raise ManifestInvalid(unsupported, "DIGEST_INVALID")
         raise ImageDigestDoesNotMatchException(
             f"Invalid parameter at 'imageDigest' failed to satisfy constraint: 'Digest {digest} does not "
             f"match the computed digest {manifest.digest}'"
@@ -193,7 +220,7 @@ async def put_manifest(
         target = await _open_push_target(svc, conn, caller, account_id, repository, tag, manifest.digest)
         repo = target.repo
         present, child_sizes = await _references_held(conn, repo, manifest)
-        missing = [d for d in manifest.blob_digests() if d not in present]
+        missing = [d for d in manifest.required_blob_digests() if d not in present]
         if missing:
             raise LayersNotFoundException(
                 f"Layers with digests '[{', '.join(missing)}]' required for pushing image into repository with name "
@@ -206,7 +233,10 @@ async def put_manifest(
                 f"'{repo.name}' in the registry with id '{repo.account_id}' do not exist"
             )
         existing, current_tag_image = target.existing, target.tagged
-        if refuse_existing and existing is not None and (tag is None or current_tag_image == existing):
+        if existing is not None and target.existing_archived:
+            # Pushing an archived image again restores it, as on ECR.
+            await archive.restore_pushed(conn, existing)
+        elif refuse_existing and existing is not None and (tag is None or current_tag_image == existing):
             described = f"and tag '{tag}' " if tag else ""
             raise ImageAlreadyExistsException(
                 f"Image with digest '{manifest.digest}' {described}already exists in the repository with name "
@@ -225,7 +255,9 @@ async def put_manifest(
             )
         if existing is None:
             existing = await _insert_image(svc, conn, target, manifest, data, child_sizes)
-            await scan_hooks.queue_scan_on_push(conn, repo, manifest, existing)
+            await scan_hooks.queue_scan_on_push(conn, repo, manifest, existing, target.scanning)
+            await signing_hooks.queue_signing_on_push(conn, repo, manifest, existing, caller)
+        await replication_hooks.queue_replication_on_push(conn, repo, manifest, existing, caller)
         if tag is not None and current_tag_image != existing:
             values = {"repository_id": repo.id, "name": tag, "image_id": existing, "updated_at": now()}
             await (_INSERT_TAG if current_tag_image is None else _MOVE_TAG).execute(conn, values)
@@ -238,8 +270,11 @@ class _PushTarget:
 
     repo: Repository
     image_count: int
-    # The id of the image with the manifest's digest, and of the image the tag names, if any.
+    scanning: scan_hooks.RegistryScanning
+    # The id of the image with the manifest's digest, whether it is archived, and the id of the
+    # image the tag names, if any.
     existing: int | None
+    existing_archived: bool
     tagged: int | None
 
 
@@ -250,8 +285,10 @@ async def _read_push_target(
     row = (await _PUSH_TARGET.execute(conn, params)).first()
     if row is None:
         return None
-    existing, tagged = row[-2:]
-    return _PushTarget(repository_of(row), int(row[-3]), existing, tagged)
+    image_count, scan_type, scan_rules, existing, existing_status, tagged = row[-6:]
+    scanning = scan_hooks.registry_scanning_of(scan_type, scan_rules)
+    archived = existing_status == archive.ARCHIVED
+    return _PushTarget(repository_of(row), int(image_count), scanning, existing, archived, tagged)
 
 
 async def _open_push_target(
@@ -357,7 +394,7 @@ async def _insert_image(
 # image the reference names (by tag or by digest) and whether a scan gate could apply. Built
 # once; run through store.fastread, so it costs microseconds rather than milliseconds.
 _REPOSITORY_FIELDS = tuple(f.name for f in dataclasses.fields(Repository))
-REPOSITORY_COLUMNS = tuple(repos.c[name] for name in _REPOSITORY_FIELDS)
+REPOSITORY_COLUMNS = repositories.COLUMNS
 _STORED_COLUMNS = tuple(images.c[f.name] for f in dataclasses.fields(StoredImage))
 _GATE_TAG = (
     select(schema.repository_tags.c.value)
@@ -369,17 +406,27 @@ _GATE_SEVERITY = (
     .where(schema.scan_gates.c.account_id == repos.c.account_id, schema.scan_gates.c.region == repos.c.region)
     .scalar_subquery()
 )
+# When a pull through cache last checked the tag against its upstream (NULL for every tag no
+# cache wrote): one index probe, so that repositories that are not caches read nothing more.
+_TAG_CHECKED = (
+    select(schema.pull_through_tags.c.checked_at)
+    .where(
+        schema.pull_through_tags.c.repository_id == repos.c.id,
+        schema.pull_through_tags.c.tag == bindparam("reference"),
+    )
+    .scalar_subquery()
+)
 THIS_REPOSITORY = and_(
     repos.c.account_id == bindparam("account"), repos.c.region == bindparam("region"), repos.c.name == bindparam("name")
 )
 _TAG_OF_THIS_REPOSITORY = and_(tags.c.repository_id == repos.c.id, tags.c.name == bindparam("reference"))
 _BY_TAG = (
-    select(*REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY)
+    select(*REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY, _TAG_CHECKED)
     .select_from(repos.outerjoin(tags, _TAG_OF_THIS_REPOSITORY).outerjoin(images, images.c.id == tags.c.image_id))
     .where(THIS_REPOSITORY)
 )
 _BY_DIGEST = (
-    select(*REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY)
+    select(*REPOSITORY_COLUMNS, *_STORED_COLUMNS, _GATE_TAG, _GATE_SEVERITY, cast(null(), Float))
     .select_from(
         repos.outerjoin(images, and_(images.c.repository_id == repos.c.id, images.c.digest == bindparam("reference")))
     )
@@ -389,13 +436,21 @@ _BY_DIGEST = (
 
 _REPOSITORY = select(*REPOSITORY_COLUMNS).where(THIS_REPOSITORY)
 
+_scanning = schema.registry_scanning_configurations
+_SCANNING_OF_REPOSITORY = (_scanning.c.account_id == repos.c.account_id) & (_scanning.c.region == repos.c.region)
 # The write path's statements, built once with bind parameters and run through store.prepared:
 # a manifest PUT runs them inside the single writer's turn, so their CPU is everyone's wait.
 _PUSH_TARGET = Prepared(
     select(
         *REPOSITORY_COLUMNS,
         repos.c.image_count,
+        # The registry's scanning configuration, for scan on push.
+        select(_scanning.c.scan_type).where(_SCANNING_OF_REPOSITORY).scalar_subquery(),
+        select(_scanning.c.rules).where(_SCANNING_OF_REPOSITORY).scalar_subquery(),
         select(images.c.id)
+        .where(images.c.repository_id == repos.c.id, images.c.digest == bindparam("digest"))
+        .scalar_subquery(),
+        select(images.c.status)
         .where(images.c.repository_id == repos.c.id, images.c.digest == bindparam("digest"))
         .scalar_subquery(),
         select(tags.c.image_id)
@@ -443,7 +498,9 @@ async def authorized_repository(
     `action` it; as open_repository, AccessDenied comes before RepositoryNotFound."""
     if not rows:
         arn = repository_arn(caller.region, account_id, name)
-        await authorize(caller, action, Resource(arn=arn, account_id=account_id))
+        async with svc.db.read() as conn:
+            in_force = await repositories.registry_policy_in_force(conn, account_id, caller.region)
+        await authorize(caller, action, Resource(arn=arn, account_id=account_id, registry_policy_text=in_force))
         raise not_found(name, account_id)
     repo = repository_of(rows[0])
     await authorize(caller, action, await repository_resource(svc, caller, repo))
@@ -470,14 +527,27 @@ async def get_manifest(
     statement = _BY_DIGEST if is_digest(reference) else _BY_TAG
     params = {"account": account_id, "region": caller.region, "name": repository, "reference": reference}
     rows = await fastread.fetch(svc.db, statement, params)
-    repo = await authorized_repository(svc, caller, account_id, repository, "ecr:BatchGetImage", rows)
+    try:
+        repo = await authorized_repository(svc, caller, account_id, repository, "ecr:BatchGetImage", rows)
+    except RepositoryNotFoundException:
+        return await _pull_through(svc, caller, account_id, repository, reference, None, record_pull)
     row = rows[0]
     split = len(REPOSITORY_COLUMNS)
     image_values = row[split : split + len(_STORED_COLUMNS)]
     if image_values[0] is None:
-        raise image_not_found(repo, reference)
+        return await _pull_through(svc, caller, account_id, repository, reference, repo, record_pull)
     image = StoredImage(*image_values)
-    if _gate_may_apply(*row[-2:]):
+    if image.status != "ACTIVE":
+        raise image_archived(repo, reference)
+    checked_at = row[-1]
+    if checked_at is not None:
+        from dockyard.core.registry import pull_through  # noqa: PLC0415 - it imports this module
+
+        if pull_through.is_stale(checked_at):
+            image = await pull_through.recheck_tag(svc, caller, account_id, repo, reference, image)
+            if image.id == 0:
+                return repo, image
+    if _gate_may_apply(*row[-3:-1]):
         async with svc.db.read() as conn:
             await scan_hooks.check_pull(
                 conn,
@@ -487,8 +557,31 @@ async def get_manifest(
                 refuse_missing_data=svc.settings.scan_gate_missing_data == scan_hooks.MISSING_DATA_REFUSE,
             )
     if record_pull:
-        await record_pull_time(svc, image)
+        await record_pull_time(svc, caller, account_id, image)
     return repo, image
+
+
+async def _pull_through(
+    svc: Services,
+    caller: Caller,
+    account_id: str,
+    repository: str,
+    reference: str,
+    repo: Repository | None,
+    record_pull: bool,
+) -> tuple[Repository, StoredImage]:
+    """A manifest GET's miss: the pull through cache's answer when a rule covers the repository
+    (a fetched image not stored yet has id 0), else the miss's own error."""
+    from dockyard.core.registry import pull_through  # noqa: PLC0415 - it imports this module
+
+    pulled = await pull_through.pull_manifest(svc, caller, account_id, repository, reference, repo)
+    if pulled is None:
+        if repo is None:
+            raise not_found(repository, account_id)
+        raise image_not_found(repo, reference)
+    if record_pull and pulled[1].id:
+        await record_pull_time(svc, caller, account_id, pulled[1])
+    return pulled
 
 
 class _PullTimes:
@@ -547,12 +640,15 @@ def last_pull_time(svc: Services, image: StoredImage) -> float | None:
     return noted if noted is not None else image.last_pull_at
 
 
-async def record_pull_time(svc: Services, image: StoredImage) -> None:
-    await record_pull_times(svc, [image])
+async def record_pull_time(svc: Services, caller: Caller, account_id: str, image: StoredImage) -> None:
+    await record_pull_times(svc, caller, account_id, [image])
 
 
-async def record_pull_times(svc: Services, pulled: Iterable[StoredImage]) -> None:
-    """Note that `pulled` were pulled now; written in the background, one transaction per batch."""
+async def record_pull_times(svc: Services, caller: Caller, account_id: str, pulled: Iterable[StoredImage]) -> None:
+    """Note that `caller` pulled `pulled` from `account_id`'s registry now; written in the
+    background, one transaction per batch. A principal the registry excludes moves nothing."""
+    if not pull_time_exclusions.records_pull(caller, account_id):
+        return
     moment = now()
     stale = [
         image.id

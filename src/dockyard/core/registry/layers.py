@@ -33,7 +33,7 @@ from dockyard.core.errors import (
     LayersNotFoundException,
 )
 from dockyard.core.identity.caller import Caller
-from dockyard.core.registry import uploads
+from dockyard.core.registry import archive, uploads
 from dockyard.core.registry.blobs import linked_size, linked_sizes, local_damage
 from dockyard.core.registry.manifests import DigestError, validate_digest
 from dockyard.core.registry.repositories import Repository, open_repository
@@ -94,6 +94,7 @@ async def batch_check_layer_availability(
         wanted = list(dict.fromkeys(d for d in digests if d and _is_digest(d)))
         sizes = await linked_sizes(conn, repo, wanted) if wanted else {}
         media_types = await _media_types(conn, repo, list(sizes)) if sizes else {}
+        archived = await archive.archived_among(conn, list(sizes)) if sizes else set()
     layers: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     for digest in dict.fromkeys(digests):
@@ -109,6 +110,8 @@ async def batch_check_layer_availability(
                     "failureReason": "Invalid layer digest",
                 }
             )
+        elif digest in archived:
+            layers.append({"layerDigest": digest, "layerAvailability": "ARCHIVED", "layerSize": sizes[digest]})
         elif digest in sizes and local_damage(svc, digest, sizes[digest]) is None:
             layers.append(
                 {
@@ -238,12 +241,15 @@ async def get_download_url_for_layer(
     async with svc.db.read() as conn:
         repo = await open_repository(conn, caller, account_id, repository, "ecr:GetDownloadUrlForLayer")
         size = await linked_size(conn, repo, digest)
-        if size is None:
-            raise layers_not_found(repo, digest)
+    if size is None:
+        size = await _pull_through(svc, caller, account_id, repo, digest)
+    async with svc.db.read() as conn:
+        if not await archive.servable(svc, digest, await archive.location_of(svc, digest)):
+            raise archive.archived_layer(repo, digest)
         damaged = local_damage(svc, digest, size)
         if damaged is not None:
             raise LayersNotFoundException(damaged.message)
-        if not await _is_referenced(conn, repo, digest):
+        if not await _is_referenced(conn, repo, digest) and not await _pull_through_pending(svc, repo, digest):
             raise LayerInaccessibleException(
                 "The specified layer is not available because it is not associated with an image. "
                 "Unassociated image layers may be cleaned up at any time."
@@ -255,6 +261,24 @@ async def get_download_url_for_layer(
         token = download_token(svc.token_secret, digest, expires_at)
         url = f"{svc.settings.scheme}://{svc.settings.public_host}/layers/{token}"
     return {"downloadUrl": url, "layerDigest": digest}
+
+
+async def _pull_through(svc: Services, caller: Caller, account_id: str, repo: Repository, digest: str) -> int:
+    """A layer the repository lacks, fetched whole from its pull through cache's upstream (when
+    a rule covers the repository); else ECR's LayersNotFoundException."""
+    from dockyard.core.registry import pull_through  # noqa: PLC0415 - it imports this module
+
+    size = await pull_through.ensure_blob(svc, caller, account_id, repo, digest)
+    if size is None:
+        raise layers_not_found(repo, digest)
+    return size
+
+
+async def _pull_through_pending(svc: Services, repo: Repository, digest: str) -> bool:
+    """Whether an image a pull through cache fetched (stored once its layers are in) names the layer."""
+    from dockyard.core.registry import pull_through  # noqa: PLC0415 - it imports this module
+
+    return await pull_through.pending_reference(svc, repo, digest)
 
 
 def read_download_token(secret: bytes, token: str, now: float) -> str:

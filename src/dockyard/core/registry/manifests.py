@@ -19,9 +19,18 @@ distribution registry does:
   base64 and match the size and digest.
 * An empty or missing ``artifactType`` counts as absent; the referrers API then reports the
   config media type for an image manifest and nothing for an index.
+* A non-distributable ("foreign") layer that carries http(s) ``urls`` is fetched by clients from
+  those URLs, so it need not have been uploaded (Windows base layers); as in distribution, the
+  registry checks only that the URLs are http(s) without a fragment. Such layers do not count
+  in ``imageSizeInBytes``: ECR reports what it stores.
+* Manifests are named by their sha256 digest; a push naming one by another algorithm is refused
+  as unsupported, as ECR and distribution refuse it.
 
 Real ECR refuses an OCI manifest that has neither a ``mediaType`` field nor a media type given
 with the push ("Invalid JSON syntax"), so callers mimicking that pass ``infer_from_layout=False``.
+That is PutImage's reading, where the media type given with the push (``imageManifestMediaType``)
+stands in for a missing ``mediaType`` field, Docker schema 2 documents included; the registry
+door keeps distribution's rule that a Docker document states its own.
 ECR's wording for a refused manifest is kept in ``ManifestError.message``; the precise reason
 is in ``detail``.
 """
@@ -36,6 +45,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from dockyard.core import client_json as wire_json
 
@@ -46,6 +56,17 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
 DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+# Layers clients may fetch from the descriptor's `urls` rather than from the registry.
+FOREIGN_LAYER_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)
+# The one algorithm manifests are named by (and their digest is computed with).
+MANIFEST_DIGEST_ALGORITHM = "sha256"
 
 MANIFEST_MEDIA_TYPES = frozenset({OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST})
 INDEX_MEDIA_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
@@ -115,6 +136,21 @@ class Descriptor:
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
     platform: dict[str, Any] | None = None
+    urls: tuple[str, ...] = ()
+
+    @property
+    def is_external(self) -> bool:
+        """A foreign layer clients fetch from its URLs, so the registry need not hold it."""
+        return self.media_type in FOREIGN_LAYER_MEDIA_TYPES and bool(self.urls) and all(map(_fetchable, self.urls))
+
+
+def _fetchable(url: str) -> bool:
+    """distribution's rule for a foreign layer's URL: http or https, and no fragment."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.fragment
 
 
 @dataclass(frozen=True)
@@ -134,9 +170,16 @@ class Manifest:
         return self.media_type in INDEX_MEDIA_TYPES
 
     def blob_digests(self) -> list[str]:
-        """Digests that must exist as blobs in the repository: config first, then layers."""
+        """Digests of the blobs the manifest names: config first, then layers (the references
+        that keep a stored blob from garbage collection)."""
         blobs = [self.config] if self.config is not None else []
         return [d.digest for d in (*blobs, *self.layers)]
+
+    def required_blob_digests(self) -> list[str]:
+        """Digests that must exist as blobs in the repository for the push: all but the layers
+        clients fetch from elsewhere."""
+        blobs = [self.config] if self.config is not None else []
+        return [d.digest for d in (*blobs, *self.layers) if not d.is_external]
 
     def child_digests(self) -> list[str]:
         """Digests of the manifests an index or manifest list points at."""
@@ -145,14 +188,15 @@ class Manifest:
     def image_size(self, child_sizes: Mapping[str, int] | None = None) -> int:
         """ECR's ``imageSizeInBytes``.
 
-        For an image: the sum of its (compressed) layer sizes, as pushed. For an index or
+        For an image: the sum of its (compressed) layer sizes, as pushed, leaving out the
+        foreign layers clients fetch from elsewhere. For an index or
         manifest list ECR reports the largest size among its manifests; pass the known sizes
         of the children (digest -> size), missing ones count as 0.
         """
         if self.is_index:
             sizes = child_sizes or {}
             return max((sizes.get(d.digest, 0) for d in self.manifests), default=0)
-        return sum(layer.size for layer in self.layers)
+        return sum(layer.size for layer in self.layers if not layer.is_external)
 
 
 def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
@@ -172,6 +216,18 @@ def validate_digest(digest: object) -> str:
     if not pattern.fullmatch(encoded):
         raise DigestError(digest, f"invalid {algorithm} encoding")
     return digest
+
+
+def unsupported_digest_algorithm(digest: str) -> str | None:
+    """ECR's refusal of a manifest named by `digest` when its algorithm is not the one manifests
+    are named by (None when it is)."""
+    algorithm = digest.split(":", 1)[0]
+    if algorithm == MANIFEST_DIGEST_ALGORITHM:
+        return None
+    return (
+        "Invalid parameter at 'imageDigest' failed to satisfy constraint: "
+        f"'Unsupported digest algorithm {algorithm}: image digests must use {MANIFEST_DIGEST_ALGORITHM}'"
+    )
 
 
 def is_digest(ref: str) -> bool:
@@ -302,7 +358,9 @@ def _resolve_media_type(document: dict[str, Any], header_type: str, infer_from_l
         media_type = _infer_from_layout(document)
     else:
         raise _invalid("manifest has no mediaType and none was given with the push")
-    if media_type in (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST) and declared != media_type:
+    # PutImage's imageManifestMediaType stands in for the field; the registry door's Content-Type does not.
+    given_instead = not infer_from_layout and not declared and media_type == header_type
+    if media_type in (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST) and declared != media_type and not given_instead:
         raise _invalid(f"mediaType in manifest should be '{media_type}' not '{declared or ''}'")
     if not _is_int(schema_version, 2):
         raise _invalid(f"schemaVersion must be 2, not {json.dumps(schema_version)}")
@@ -398,6 +456,7 @@ def _descriptor(value: object, where: str, *, with_platform: bool = False) -> De
         artifact_type=_optional_artifact_type(value, "artifactType", where),
         annotations=_optional_annotations(value, "annotations", where),
         platform=_platform(value.get("platform"), where) if with_platform else None,
+        urls=tuple(urls or ()),
     )
 
 

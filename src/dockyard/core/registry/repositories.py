@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,13 +21,21 @@ from dockyard.core.errors import (
     RepositoryNotEmptyException,
     RepositoryNotFoundException,
 )
-from dockyard.core.identity.access import Resource, authorize, reads_resource_tags, repository_arn, request_tag_context
+from dockyard.core.identity.access import (
+    Resource,
+    authorize,
+    reads_resource_tags,
+    repository_arn,
+    request_tag_context,
+)
 from dockyard.core.identity.caller import Caller
+from dockyard.core.operations.account_settings import policy_in_force, registry_policy_in_force
 from dockyard.core.paging import decode_token, encode_token, page_size
 from dockyard.core.registry import resource_tags
 from dockyard.core.services import Services, now
 from dockyard.policy.evaluate import ContextValue
 from dockyard.store import schema
+from dockyard.store.prepared import Prepared
 
 # botocore's RepositoryName pattern, anchored.
 NAME_PATTERN = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
@@ -48,6 +56,8 @@ class Repository:
     encryption_type: str
     kms_key: str | None
     policy_text: str | None
+    # The registry policy, when the registry's policy scope makes it govern this repository too.
+    registry_policy_text: str | None = None
 
     @property
     def exclusion_filters(self) -> list[dict[str, str]]:
@@ -59,7 +69,12 @@ class Repository:
 
     @property
     def resource(self) -> Resource:
-        return Resource(arn=self.arn, account_id=self.account_id, policy_text=self.policy_text)
+        return Resource(
+            arn=self.arn,
+            account_id=self.account_id,
+            policy_text=self.policy_text,
+            registry_policy_text=self.registry_policy_text,
+        )
 
 
 _COLUMNS = (
@@ -74,7 +89,10 @@ _COLUMNS = (
     repos.c.encryption_type,
     repos.c.kms_key,
     repos.c.policy_text,
+    policy_in_force(repos.c.account_id, repos.c.region).label("registry_policy_text"),
 )
+# Every field of Repository, in order: what a query must select to build one.
+COLUMNS = _COLUMNS
 
 
 def valid_name(name: str) -> bool:
@@ -87,13 +105,24 @@ def not_found(name: str, account_id: str) -> RepositoryNotFoundException:
     )
 
 
+# Every push and most API calls look their repository up: compiled once (store.prepared).
+_FIND = Prepared(
+    select(*_COLUMNS).where(
+        repos.c.account_id == bindparam("account"),
+        repos.c.region == bindparam("region"),
+        repos.c.name == bindparam("name"),
+    )
+)
+
+
 async def find(conn: AsyncConnection, account_id: str, region: str, name: str) -> Repository | None:
-    row = (
-        await conn.execute(
-            select(*_COLUMNS).where(repos.c.account_id == account_id, repos.c.region == region, repos.c.name == name)
-        )
-    ).first()
-    return Repository(**row._mapping) if row else None
+    row = (await _FIND.execute(conn, {"account": account_id, "region": region, "name": name})).first()
+    if row is None:
+        return None
+    values = dict(row._mapping)
+    # As the driver returns it (SQLite: 0 or 1).
+    values["scan_on_push"] = bool(values["scan_on_push"])
+    return Repository(**values)
 
 
 async def open_repository(
@@ -109,7 +138,11 @@ async def open_repository(
     caller learns nothing."""
     repo = await find(conn, account_id, caller.region, name)
     if repo is None:
-        resource = Resource(arn=repository_arn(caller.region, account_id, name), account_id=account_id)
+        resource = Resource(
+            arn=repository_arn(caller.region, account_id, name),
+            account_id=account_id,
+            registry_policy_text=await registry_policy_in_force(conn, account_id, caller.region),
+        )
     else:
         resource = await resource_in(conn, caller, repo)
     await authorize(caller, action, resource, context)
@@ -118,9 +151,15 @@ async def open_repository(
     return repo
 
 
+def _policy_texts(repo: Repository) -> str | None:
+    if repo.registry_policy_text is None:
+        return repo.policy_text
+    return (repo.policy_text or "") + repo.registry_policy_text
+
+
 async def resource_in(conn: AsyncConnection, caller: Caller, repo: Repository) -> Resource:
     """`repo` as the policy engine sees it: with its tags only when a policy reads them."""
-    if not reads_resource_tags(caller, repo.policy_text):
+    if not reads_resource_tags(caller, _policy_texts(repo)):
         return repo.resource
     tags = await resource_tags.read(conn, repo.id)
     return replace(repo.resource, tags=tuple(tags.items()))
@@ -128,7 +167,7 @@ async def resource_in(conn: AsyncConnection, caller: Caller, repo: Repository) -
 
 async def repository_resource(svc: Services, caller: Caller, repo: Repository) -> Resource:
     """As `resource_in`, for callers that hold no connection (the fast read paths)."""
-    if not reads_resource_tags(caller, repo.policy_text):
+    if not reads_resource_tags(caller, _policy_texts(repo)):
         return repo.resource
     async with svc.db.read() as conn:
         return await resource_in(conn, caller, repo)
@@ -151,12 +190,20 @@ def describe(svc: Services, repo: Repository) -> dict[str, Any]:
     }
 
 
+# An ECR-style registry host name, <account>.dkr.ecr.<region>.<domain>[:port].
+_ECR_STYLE_HOST = re.compile(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.(?P<domain>.+)")
+
+
 def registry_host(svc: Services, account_id: str, region: str) -> str:
     """The host clients push to: the configured host for the default registry, ECR's
     <account>.dkr.ecr.<region>.<host> form for any other account or region."""
     settings = svc.settings
     if account_id == settings.account_id and region == settings.region:
         return settings.public_host
+    ecr_style = _ECR_STYLE_HOST.fullmatch(settings.public_host)
+    if ecr_style:
+        # The configured host already names one registry: others swap its account and region.
+        return f"{account_id}.dkr.ecr.{region}.{ecr_style['domain']}"
     host, colon, port = settings.public_host.rpartition(":")
     if not colon or not port.isdigit():
         host, colon, port = settings.public_host, "", ""
@@ -188,8 +235,51 @@ class RepositorySettings:
     lifecycle_policy_text: str | None = None
 
 
+# ECR's ImageTagMutabilityExclusionFilters: 1 to 5 WILDCARD filters of 1 to 128 of these characters.
+MAX_EXCLUSION_FILTERS = 5
+EXCLUSION_FILTER_PATTERN = "^[0-9a-zA-Z._*-]{1,128}$"
+_EXCLUSION_FILTER = re.compile(EXCLUSION_FILTER_PATTERN)
+_EXCLUSION_MEMBER = "imageTagMutabilityExclusionFilters"
+
+
+def exclusion_filters_problem(filters: list[dict[str, str]]) -> str | None:
+    """What is wrong with tag-mutability exclusion `filters`, in plain words; None when nothing is.
+    The one rule every door applies (see validate_exclusion_filters)."""
+    if len(filters) > MAX_EXCLUSION_FILTERS:
+        return f"At most {MAX_EXCLUSION_FILTERS} exclusion filters are allowed; there are {len(filters)}."
+    for number, item in enumerate(filters, 1):
+        if item.get("filterType") != "WILDCARD":
+            return f"Filter {number} must be a wildcard filter."
+        value = item.get("filter") or ""
+        if len(value) > 128:
+            return f"Filter {number} is {len(value)} characters long; a filter can be at most 128."
+        if not _EXCLUSION_FILTER.fullmatch(value):
+            return f"Filter {number} can contain only letters, digits and the characters . _ - and the wildcard *."
+    return None
+
+
+def validate_exclusion_filters(filters: list[dict[str, str]]) -> None:
+    """Refuse `filters` that ECR's rule does not admit, with ECR's own message."""
+    if exclusion_filters_problem(filters) is None:
+        return
+    at, constraint = _EXCLUSION_MEMBER, f"Member must have length less than or equal to {MAX_EXCLUSION_FILTERS}"
+    for number, item in enumerate(filters, 1):
+        if len(filters) > MAX_EXCLUSION_FILTERS:
+            break
+        if item.get("filterType") != "WILDCARD":
+            at = f"{_EXCLUSION_MEMBER}.{number}.member.filterType"
+            constraint = "Member must satisfy enum value set: [WILDCARD]"
+            break
+        if not _EXCLUSION_FILTER.fullmatch(item.get("filter") or ""):
+            at = f"{_EXCLUSION_MEMBER}.{number}.member.filter"
+            constraint = f"Member must satisfy regular expression pattern: {EXCLUSION_FILTER_PATTERN}"
+            break
+    raise InvalidParameterException(f"Invalid parameter at '{at}' failed to satisfy constraint: '{constraint}'")
+
+
 def check_tag_mutability(mutability: str, filters: list[dict[str, str]] | None) -> list[dict[str, str]]:
     """The exclusion filters to store: required by the *_WITH_EXCLUSION settings, refused by the others."""
+    validate_exclusion_filters(filters or [])
     with_exclusion = mutability.endswith("_WITH_EXCLUSION")
     if with_exclusion and not filters:
         raise InvalidParameterException(
@@ -238,7 +328,11 @@ async def insert_repository(
 ) -> Repository:
     """Create repository `name` in `conn`'s transaction, authorised as CreateRepository (and TagResource
     when it comes with tags, as ECR asks)."""
-    resource = Resource(arn=repository_arn(caller.region, account_id, name), account_id=account_id)
+    resource = Resource(
+        arn=repository_arn(caller.region, account_id, name),
+        account_id=account_id,
+        registry_policy_text=await registry_policy_in_force(conn, account_id, caller.region),
+    )
     tags = resource_tags.normalise(settings.tags)
     tag_context = request_tag_context(tags)
     await authorize(caller, "ecr:CreateRepository", resource, tag_context)

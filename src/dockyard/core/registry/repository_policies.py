@@ -6,6 +6,7 @@ which the caller could no longer call SetRepositoryPolicy on the repository."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -15,11 +16,12 @@ from dockyard.core.errors import (
     RegistryPolicyNotFoundException,
     RepositoryPolicyNotFoundException,
 )
-from dockyard.core.identity.access import Resource, authorize, decide, registry_resource
+from dockyard.core.identity.access import authorize, decide
 from dockyard.core.identity.caller import Caller
+from dockyard.core.operations.account_settings import REGISTRY_POLICY_SCOPE, governed_registry, setting_value
 from dockyard.core.registry.repositories import Repository, open_repository, repos
 from dockyard.core.services import Services, now
-from dockyard.policy.language import Policy, PolicyError, parse_resource_policy
+from dockyard.policy.language import Policy, PolicyError, RegistryPolicyScope, parse_resource_policy
 from dockyard.policy.text import ecr_policy_text
 from dockyard.store import schema
 
@@ -31,9 +33,9 @@ LOCKOUT = (
 registry_policies = schema.registry_policies
 
 
-def _parse(text: str, kind: str) -> Policy:
+def _parse(text: str, kind: str, registry_scope: RegistryPolicyScope = "V1") -> Policy:
     try:
-        return parse_resource_policy(text, kind=kind)  # type: ignore[arg-type]
+        return parse_resource_policy(text, kind=kind, registry_scope=registry_scope)  # type: ignore[arg-type]
     except PolicyError as exc:
         raise InvalidParameterException(exc.message) from None
 
@@ -41,7 +43,7 @@ def _parse(text: str, kind: str) -> Policy:
 def _locks_out(caller: Caller, repo: Repository, policy_text: str) -> bool:
     """Whether `caller`, with the identity policies it has now, could no longer call
     SetRepositoryPolicy on `repo` once `policy_text` is its repository policy."""
-    resource = Resource(arn=repo.arn, account_id=repo.account_id, policy_text=policy_text)
+    resource = replace(repo.resource, policy_text=policy_text)
     _, decision = decide(caller, SET_POLICY, resource)
     return not decision.allowed
 
@@ -114,9 +116,12 @@ async def registry_policy_text(svc: Services, account_id: str, region: str) -> s
 
 
 async def put_registry_policy(svc: Services, caller: Caller, text: str) -> dict[str, Any]:
-    await authorize(caller, "ecr:PutRegistryPolicy", registry_resource(caller, caller.account_id))
-    _parse(text, "registry")
+    """Under the V1 policy scope a registry policy may only name replication and pull-through
+    cache actions; under V2 any action."""
+    await authorize(caller, "ecr:PutRegistryPolicy", await governed_registry(svc, caller, caller.account_id))
     async with svc.db.write() as conn:
+        scope = await setting_value(conn, caller.account_id, caller.region, REGISTRY_POLICY_SCOPE)
+        _parse(text, "registry", "V1" if scope == "V1" else "V2")
         updated = await conn.execute(
             update(registry_policies).where(_registry_key(caller)).values(policy_text=text, updated_at=now())
         )
@@ -130,7 +135,7 @@ async def put_registry_policy(svc: Services, caller: Caller, text: str) -> dict[
 
 
 async def get_registry_policy(svc: Services, caller: Caller) -> dict[str, Any]:
-    await authorize(caller, "ecr:GetRegistryPolicy", registry_resource(caller, caller.account_id))
+    await authorize(caller, "ecr:GetRegistryPolicy", await governed_registry(svc, caller, caller.account_id))
     text = await registry_policy_text(svc, caller.account_id, caller.region)
     if text is None:
         raise registry_policy_not_found(caller.account_id)
@@ -138,7 +143,7 @@ async def get_registry_policy(svc: Services, caller: Caller) -> dict[str, Any]:
 
 
 async def delete_registry_policy(svc: Services, caller: Caller) -> dict[str, Any]:
-    await authorize(caller, "ecr:DeleteRegistryPolicy", registry_resource(caller, caller.account_id))
+    await authorize(caller, "ecr:DeleteRegistryPolicy", await governed_registry(svc, caller, caller.account_id))
     async with svc.db.write() as conn:
         text = (await conn.execute(select(registry_policies.c.policy_text).where(_registry_key(caller)))).scalar()
         if text is None:

@@ -26,9 +26,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dockyard.core.registry.archive import ARCHIVE as ARCHIVE_TIER
+from dockyard.core.registry.archive import HOT as ARCHIVE_HOT
 from dockyard.core.services import Services
 from dockyard.store import schema
 from dockyard.store.blobs.filesystem import FilesystemBlobStore
@@ -167,11 +169,12 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-async def _recorded_blobs(svc: Services, after: str | None, limit: int) -> list[tuple[str, int]]:
-    """(digest, size) of blobs some repository links, in digest order, after `after`."""
+async def _recorded_blobs(svc: Services, after: str | None, limit: int) -> list[tuple[str, int, str]]:
+    """(digest, size, location) of blobs some repository links, in digest order, after `after`;
+    the location is where the bytes are authoritative: "hot", or "archive" (the archive tier)."""
     blobs, links = schema.blobs, schema.repository_blobs
     query = (
-        select(blobs.c.digest, blobs.c.size)
+        select(blobs.c.digest, blobs.c.size, blobs.c.location)
         .where(exists().where(links.c.digest == blobs.c.digest))
         .order_by(blobs.c.digest)
         .limit(limit)
@@ -179,7 +182,7 @@ async def _recorded_blobs(svc: Services, after: str | None, limit: int) -> list[
     if after is not None:
         query = query.where(blobs.c.digest > after)
     async with svc.db.read() as conn:
-        return [(row.digest, int(row.size)) for row in await conn.execute(query)]
+        return [(row.digest, int(row.size), str(row.location)) for row in await conn.execute(query)]
 
 
 async def _recorded(conn: AsyncConnection, digest: str) -> bool:
@@ -188,32 +191,42 @@ async def _recorded(conn: AsyncConnection, digest: str) -> bool:
     return (await conn.execute(query)).first() is not None
 
 
+async def _location(svc: Services, digest: str) -> str:
+    async with svc.db.read() as conn:
+        found = (await conn.execute(select(schema.blobs.c.location).where(schema.blobs.c.digest == digest))).scalar()
+    return str(found or ARCHIVE_HOT)
+
+
 async def _still_recorded(svc: Services, digest: str) -> bool:
     """Whether the blob is still linked: garbage collection may have removed it since it was listed."""
     async with svc.db.read() as conn:
         return await _recorded(conn, digest)
 
 
-async def _hash(store: BlobStore, digest: str, pacer: Pacer) -> str | None:
+async def _hash(store: BlobStore, digest: str, pacer: Pacer, archived: bool = False) -> str | None:
     """What the stored blob hashes to, in the digest's algorithm; None when its data is missing."""
     algorithm = digest.partition(":")[0]
     hasher = hashlib.new(algorithm)
     try:
-        async for chunk in pacer.paced(store.read(digest)):
+        async for chunk in pacer.paced(store.read_archived(digest) if archived else store.read(digest)):
             hasher.update(chunk)
     except FileNotFoundError:
         return None
     return f"{algorithm}:{hasher.hexdigest()}"
 
 
-async def check_blob(store: BlobStore, digest: str, size: int, pacer: Pacer) -> Damaged | None:
-    """What is wrong with one stored blob against its recorded size and its digest, if anything."""
-    stored = await store.size(digest)
+async def check_blob(
+    store: BlobStore, digest: str, size: int, pacer: Pacer, location: str = ARCHIVE_HOT
+) -> Damaged | None:
+    """What is wrong with one stored blob against its recorded size and its digest, if anything;
+    a blob on the archive tier is checked there."""
+    archived = location == ARCHIVE_TIER
+    stored = await (store.archived_size(digest) if archived else store.size(digest))
     if stored is None:
         return Damaged(digest, "missing", size)
     if stored != size:
         return Damaged(digest, "size", size, stored)
-    actual = await _hash(store, digest, pacer)
+    actual = await _hash(store, digest, pacer, archived)
     if actual is None:
         return Damaged(digest, "missing", size)
     if actual != digest:
@@ -246,6 +259,16 @@ async def repair_blob(svc: Services, source: BlobStore, damaged: Damaged, pacer:
                     # size and the wrong bytes: it goes first (it must not be served anyway).
                     await store.delete(damaged.digest)
                 await store.place_upload(upload_id, appended.size, appended.writer, damaged.digest)
+                # A blob damaged on the archive tier comes back hot, sound; its damaged archive copy
+                # goes (the archive mover would trust a copy of the right size), and the mover
+                # archives the sound bytes again if only archived images need them.
+                moved = await conn.execute(
+                    update(schema.blobs)
+                    .where(schema.blobs.c.digest == damaged.digest, schema.blobs.c.location == ARCHIVE_TIER)
+                    .values(location=ARCHIVE_HOT)
+                )
+                if moved.rowcount:
+                    await store.delete_archived(damaged.digest)
     except DigestMismatch as exc:
         raise RepairFailed(f"the repair source's copy is damaged too: it hashes to {exc}") from exc
     except FileNotFoundError as exc:
@@ -276,7 +299,7 @@ async def _recheck(svc: Services, report: VerifyReport, source: BlobStore | None
             continue
         if not await _still_recorded(svc, old.digest):
             continue
-        current = await check_blob(svc.blobs, old.digest, old.recorded_size, pacer)
+        current = await check_blob(svc.blobs, old.digest, old.recorded_size, pacer, await _location(svc, old.digest))
         if current is not None:
             await _repair(svc, source, current, pacer)
             kept.append(current)
@@ -311,10 +334,10 @@ async def verify_store(
             if not page:
                 report.complete = True
                 break
-            for digest, size in page:
+            for digest, size, location in page:
                 if max_blobs is not None and checked_now >= max_blobs:
                     break
-                damaged = await check_blob(svc.blobs, digest, size, pacer)
+                damaged = await check_blob(svc.blobs, digest, size, pacer, location)
                 if damaged is not None and await _still_recorded(svc, digest):
                     await _repair(svc, repair_from, damaged, pacer)
                     report.damaged.append(damaged)

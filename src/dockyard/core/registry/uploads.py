@@ -15,8 +15,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.errors import (
@@ -31,10 +32,12 @@ from dockyard.core.errors import (
 from dockyard.core.identity.caller import Caller
 from dockyard.core.operations.creation_templates import open_for_push
 from dockyard.core.registry.blobs import link, linked_size
-from dockyard.core.registry.repositories import Repository, open_repository
+from dockyard.core.registry.images import REPOSITORY_COLUMNS, THIS_REPOSITORY, authorized_repository
+from dockyard.core.registry.repositories import Repository
 from dockyard.core.services import Services, now
-from dockyard.store import schema
+from dockyard.store import fastread, schema
 from dockyard.store.blobs.interface import Appended, DigestMismatch, UploadBusy, UploadGone
+from dockyard.store.prepared import Prepared
 
 uploads = schema.uploads
 
@@ -71,17 +74,30 @@ def valid_upload_id(upload_id: str) -> bool:
         return False
 
 
+# The statements of every upload request, compiled once (store.prepared, store.fastread).
+_INSERT = Prepared(
+    insert(uploads).values(
+        id=bindparam("id"),
+        repository_id=bindparam("repository_id"),
+        size=0,
+        parts=0,
+        started_at=bindparam("moment"),
+        updated_at=bindparam("moment"),
+    )
+)
+_DELETE = Prepared(delete(uploads).where(uploads.c.id == bindparam("id")))
+_REPOSITORY = select(*REPOSITORY_COLUMNS).where(THIS_REPOSITORY)
+_ROW = select(uploads.c.size, uploads.c.parts, uploads.c.last_part_size, uploads.c.writer).where(
+    uploads.c.id == bindparam("id"), uploads.c.repository_id == bindparam("repository_id")
+)
+
+
 async def start_upload(svc: Services, caller: Caller, account_id: str, repository: str) -> Upload:
     upload_id = str(uuid.uuid4())  # canonical form, as ECR hands out upload ids
     async with svc.db.write() as conn:
         repo = await open_for_push(svc, conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
         await svc.blobs.start_upload(upload_id)
-        moment = now()
-        await conn.execute(
-            insert(uploads).values(
-                id=upload_id, repository_id=repo.id, size=0, parts=0, started_at=moment, updated_at=moment
-            )
-        )
+        await _INSERT.execute(conn, {"id": upload_id, "repository_id": repo.id, "moment": now()})
     return Upload(upload_id, repo, 0, 0, None)
 
 
@@ -90,24 +106,25 @@ async def _authorised(
 ) -> Repository:
     """The upload's repository once `caller` may `action` it; an upload id that is not one of ours
     is not found (and never reaches the blob store as a name)."""
-    async with svc.db.read() as conn:
-        repo = await open_repository(conn, caller, account_id, repository, action)
+    rows = await fastread.fetch(
+        svc.db, _REPOSITORY, {"account": account_id, "region": caller.region, "name": repository}
+    )
+    repo = await authorized_repository(svc, caller, account_id, repository, action, rows)
     if not valid_upload_id(upload_id):
         raise upload_not_found(upload_id, repo)
     return repo
 
 
-async def _load(conn: AsyncConnection, repo: Repository, upload_id: str) -> Upload:
-    row = (
-        await conn.execute(
-            select(uploads.c.size, uploads.c.parts, uploads.c.last_part_size, uploads.c.writer).where(
-                uploads.c.id == upload_id, uploads.c.repository_id == repo.id
-            )
-        )
-    ).first()
+def _upload_of(repo: Repository, upload_id: str, row: Any) -> Upload:
     if row is None:
         raise upload_not_found(upload_id, repo)
-    return Upload(upload_id, repo, row.size, row.parts, row.last_part_size, row.writer)
+    size, parts, last_part_size, writer = row
+    return Upload(upload_id, repo, size, parts, last_part_size, writer)
+
+
+async def _load(conn: AsyncConnection, repo: Repository, upload_id: str) -> Upload:
+    row = (await conn.execute(_ROW, {"id": upload_id, "repository_id": repo.id})).first()
+    return _upload_of(repo, upload_id, row)
 
 
 async def _standing_at(
@@ -115,8 +132,8 @@ async def _standing_at(
 ) -> Upload:
     """The upload as its row records it (the caller holds its lock), refused when a chunk that
     says where it starts does not start there."""
-    async with svc.db.read() as conn:
-        upload = await _load(conn, repo, upload_id)
+    rows = await fastread.fetch(svc.db, _ROW, {"id": upload_id, "repository_id": repo.id})
+    upload = _upload_of(repo, upload_id, rows[0] if rows else None)
     if start is not None and start != upload.size:
         if part_rules:
             raise invalid_part(upload)
@@ -128,8 +145,7 @@ async def find_upload(
     svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str, action: str
 ) -> Upload:
     repo = await _authorised(svc, caller, account_id, repository, upload_id, action)
-    async with svc.db.read() as conn:
-        return await _load(conn, repo, upload_id)
+    return await _standing_at(svc, repo, upload_id, None)
 
 
 async def append(
@@ -276,7 +292,7 @@ async def complete(
                 if await svc.blobs.size(digest) != size:
                     raise UploadGone(upload_id)
                 await link(conn, repo.id, digest, size)
-                await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+                await _DELETE.execute(conn, {"id": upload_id})
     except UploadBusy:
         raise RangeInvalid("another request is writing to this upload") from None
     except UploadGone as exc:
@@ -293,7 +309,7 @@ async def _nothing() -> AsyncIterator[bytes]:
 async def cancel(svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str) -> None:
     upload = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
     async with svc.db.write() as conn:
-        await conn.execute(delete(uploads).where(uploads.c.id == upload.id))
+        await _DELETE.execute(conn, {"id": upload.id})
     await svc.blobs.cancel_upload(upload.id)
 
 

@@ -138,9 +138,14 @@ async def registry_scanning(conn: AsyncConnection, account_id: str, region: str)
             select(table.c.scan_type, table.c.rules).where(table.c.account_id == account_id, table.c.region == region)
         )
     ).first()
-    if row is None:
+    return registry_scanning_of(row.scan_type, row.rules) if row is not None else registry_scanning_of(None, None)
+
+
+def registry_scanning_of(scan_type: str | None, rules: str | None) -> RegistryScanning:
+    """The configuration from its stored columns (None for a registry that never set one)."""
+    if scan_type is None or rules is None:
         return RegistryScanning(DEFAULT_SCAN_TYPE, [])
-    return RegistryScanning(row.scan_type, json.loads(row.rules))
+    return RegistryScanning(scan_type, json.loads(rules))
 
 
 def filter_matches(pattern: str, name: str) -> bool:
@@ -177,11 +182,15 @@ def frequency_of(config: RegistryScanning, repo: Repository) -> tuple[str, list[
     return MANUAL, list(rule.get("repositoryFilters", [])) if rule else []
 
 
-async def queue_scan_on_push(conn: AsyncConnection, repo: Repository, manifest: Manifest, image_id: int) -> None:
-    """Queue a scan of a newly pushed image if its repository scans on push (or continuously)."""
+async def queue_scan_on_push(
+    conn: AsyncConnection, repo: Repository, manifest: Manifest, image_id: int, config: RegistryScanning | None = None
+) -> None:
+    """Queue a scan of a newly pushed image if its repository scans on push (or continuously).
+    `config` is the registry's scanning configuration, when the caller has already read it."""
     if not is_scannable(manifest):
         return
-    config = await registry_scanning(conn, repo.account_id, repo.region)
+    if config is None:
+        config = await registry_scanning(conn, repo.account_id, repo.region)
     frequency, _ = frequency_of(config, repo)
     if frequency == MANUAL:
         return

@@ -21,12 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.errors import (
     DockyardError,
+    ImageArchivedException,
     InvalidParameterException,
     LimitExceededException,
     UnsupportedImageTypeException,
 )
-from dockyard.core.identity.access import authorize, registry_resource
+from dockyard.core.identity.access import authorize
 from dockyard.core.identity.caller import Caller
+from dockyard.core.operations.account_settings import governed_registry
 from dockyard.core.paging import decode_token, encode_token, page_size
 from dockyard.core.registry import blobs as core_blobs
 from dockyard.core.registry import images
@@ -36,7 +38,6 @@ from dockyard.core.scanning.scan_hooks import (
     CONTINUOUS_SCAN,
     MANUAL,
     NO_DATA_ERROR,
-    SCAN_ON_PUSH,
     frequency_of,
     is_scannable,
     registry_scanning,
@@ -114,6 +115,9 @@ async def start_image_scan(
     async with svc.db.write() as conn:
         repo = await open_repository(conn, caller, account_id, repository, "ecr:StartImageScan")
         image = await _resolve(conn, repo, image_id)
+        status = (await conn.execute(select(schema.images.c.status).where(schema.images.c.id == image.id))).scalar()
+        if status != "ACTIVE":
+            raise ImageArchivedException("The specified image is archived and cannot be scanned.")
         if not is_scannable(images.parse(image.manifest, image.media_type)):
             raise UnsupportedImageTypeException("The image type is not supported for scanning.")
         existing = (await conn.execute(select(scans.c.requested_at).where(scans.c.image_id == image.id))).first()
@@ -232,7 +236,9 @@ def _check_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def put_registry_scanning_configuration(
     svc: Services, caller: Caller, scan_type: str | None, rules: list[dict[str, Any]] | None
 ) -> dict[str, Any]:
-    await authorize(caller, "ecr:PutRegistryScanningConfiguration", registry_resource(caller, caller.account_id))
+    await authorize(
+        caller, "ecr:PutRegistryScanningConfiguration", await governed_registry(svc, caller, caller.account_id)
+    )
     stored_rules = _check_rules(rules or [])
     kind = scan_type or "BASIC"
     table = schema.registry_scanning_configurations
@@ -252,7 +258,9 @@ async def put_registry_scanning_configuration(
 
 
 async def get_registry_scanning_configuration(svc: Services, caller: Caller) -> dict[str, Any]:
-    await authorize(caller, "ecr:GetRegistryScanningConfiguration", registry_resource(caller, caller.account_id))
+    await authorize(
+        caller, "ecr:GetRegistryScanningConfiguration", await governed_registry(svc, caller, caller.account_id)
+    )
     async with svc.db.read() as conn:
         config = await registry_scanning(conn, caller.account_id, caller.region)
     return {"registryId": caller.account_id, "scanningConfiguration": _configuration(config.scan_type, config.rules)}
@@ -282,7 +290,9 @@ async def batch_get_repository_scanning_configuration(
                 {
                     "repositoryArn": repo.arn,
                     "repositoryName": repo.name,
-                    "scanOnPush": frequency in (SCAN_ON_PUSH, CONTINUOUS_SCAN),
+                    # The repository's own flag, as ECR reports it: a registry rule sets the
+                    # frequency, not this (a CONTINUOUS_SCAN repository may say false).
+                    "scanOnPush": repo.scan_on_push,
                     "scanFrequency": frequency,
                     "appliedScanFilters": filters,
                 }

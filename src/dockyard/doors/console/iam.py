@@ -10,10 +10,11 @@ from typing import Any
 from starlette.responses import Response
 
 from dockyard.core.errors import DockyardError
-from dockyard.core.identity import accounts, iam_entities, iam_policies
+from dockyard.core.identity import accounts, iam_common, iam_entities, iam_policies
+from dockyard.core.identity.iam_errors import EntityAlreadyExists
 from dockyard.core.identity.iam_errors import ValidationError as IamValidationError
 from dockyard.core.identity.iam_policies import PolicyListing
-from dockyard.doors.console.web import ErrorView, Page, Visit, console_url, error_status, see_other, user_url
+from dockyard.doors.console.web import ErrorView, Page, Visit, console_url, error_status, user_url
 
 SECTION = "iam"
 USERS_PER_PAGE = 100
@@ -21,28 +22,36 @@ KEY_STATUSES = ("Active", "Inactive")
 
 
 async def users(visit: Visit) -> Response:
+    return await _users_page(visit)
+
+
+async def _users_page(
+    visit: Visit, status: int = 200, name: str = "", field_errors: dict[str, str] | None = None
+) -> Response:
+    """The users list, with the new-user form (and, after a refused create, why, beside the field)."""
     marker = visit.param("page") or None
-    context: dict[str, Any] = {"paged": bool(marker), "name": "", "notice": _users_notice(visit)}
+    context: dict[str, Any] = {"paged": bool(marker), "name": name, "field_errors": field_errors or {}}
     try:
         result = await iam_entities.list_users(visit.svc, visit.caller, None, marker, USERS_PER_PAGE)
     except DockyardError as exc:
         return visit.refused(exc, "iam_users.html", users=[], next_page=None, **context)
-    return visit.render("iam_users.html", users=result["Users"], next_page=result.get("Marker"), **context)
-
-
-def _users_notice(visit: Visit) -> str | None:
-    if visit.param("notice") == "deleted":
-        return f"Deleted user {visit.param('name')}."
-    return None
+    return visit.render("iam_users.html", status, users=result["Users"], next_page=result.get("Marker"), **context)
 
 
 async def create_user(visit: Visit) -> Response:
     name = visit.field("user_name")
+    problem = iam_common.user_name_problem(name)
+    if problem is not None:
+        return await _users_page(visit, 400, name, {"user_name": problem})
     try:
         await iam_entities.create_user(visit.svc, visit.caller, name)
+    except EntityAlreadyExists:
+        return await _users_page(visit, 409, name, {"user_name": f"A user named {name} already exists."})
     except DockyardError as exc:
         return visit.refused(exc, "iam_users.html", users=[], next_page=None, paged=False, name=name)
-    return see_other(user_url(name, notice="created"))
+    return visit.redirect(
+        user_url(name), "Created the user. Create an access key for it, and attach the policies it needs."
+    )
 
 
 async def _section(call: Any) -> tuple[Any, ErrorView | None]:
@@ -53,16 +62,9 @@ async def _section(call: Any) -> tuple[Any, ErrorView | None]:
         return None, ErrorView.of(exc)
 
 
-_USER_NOTICES = {
-    "created": "Created the user. Create an access key for it, and attach the policies it needs.",
-    "key-updated": "Updated the access key.",
-    "key-deleted": "Deleted the access key.",
-    "attached": "Attached the policy.",
-    "detached": "Detached the policy.",
-}
-
-
-async def user(visit: Visit, status: int = 200, error: ErrorView | None = None) -> Response:
+async def user(
+    visit: Visit, status: int = 200, error: ErrorView | None = None, field_errors: dict[str, str] | None = None
+) -> Response:
     name = visit.request.path_params["name"]
     svc, caller = visit.svc, visit.caller
     try:
@@ -88,7 +90,7 @@ async def user(visit: Visit, status: int = 200, error: ErrorView | None = None) 
         inline_error=inline_error,
         available=[p for p in (available or {}).get("Policies", []) if p["Arn"] not in attached_arns],
         error=error,
-        notice=_USER_NOTICES.get(visit.param("notice")),
+        field_errors=field_errors or {},
     )
 
 
@@ -98,11 +100,13 @@ async def _or_user_page(visit: Visit, exc: DockyardError) -> Response:
 
 async def delete_user(visit: Visit) -> Response:
     name = visit.request.path_params["name"]
+    if not visit.confirmed():
+        return visit.confirm(f"Delete user {name}?", "This cannot be undone.", "Delete user", user_url(name))
     try:
         await iam_entities.delete_user(visit.svc, visit.caller, name)
     except DockyardError as exc:
         return await _or_user_page(visit, exc)
-    return see_other(console_url("iam/users", notice="deleted", name=name))
+    return visit.redirect(console_url("iam/users"), f"Deleted user {name}.")
 
 
 async def create_key(visit: Visit) -> Response:
@@ -127,34 +131,53 @@ async def update_key(visit: Visit) -> Response:
         await accounts.update_access_key(visit.svc, visit.caller, name, visit.field("access_key_id"), status)
     except DockyardError as exc:
         return await _or_user_page(visit, exc)
-    return see_other(user_url(name, notice="key-updated"))
+    return visit.redirect(user_url(name), "Updated the access key.")
 
 
 async def delete_key(visit: Visit) -> Response:
     name = visit.request.path_params["name"]
+    key_id = visit.field("access_key_id")
+    if not visit.confirmed():
+        return visit.confirm(
+            f"Delete access key {key_id}?",
+            "Anything that signs requests with it stops working. This cannot be undone.",
+            "Delete access key",
+            user_url(name),
+        )
     try:
-        await accounts.delete_access_key(visit.svc, visit.caller, name, visit.field("access_key_id"))
+        await accounts.delete_access_key(visit.svc, visit.caller, name, key_id)
     except DockyardError as exc:
         return await _or_user_page(visit, exc)
-    return see_other(user_url(name, notice="key-deleted"))
+    return visit.redirect(user_url(name), "Deleted the access key.")
 
 
 async def attach_policy(visit: Visit) -> Response:
     name = visit.request.path_params["name"]
+    arn = visit.field("policy_arn")
+    if not arn:
+        return await user(visit, 400, field_errors={"policy_arn": "Choose the policy to attach."})
     try:
-        await iam_policies.attach_policy(visit.svc, visit.caller, "user", name, visit.field("policy_arn"))
+        await iam_policies.attach_policy(visit.svc, visit.caller, "user", name, arn)
     except DockyardError as exc:
         return await _or_user_page(visit, exc)
-    return see_other(user_url(name, notice="attached"))
+    return visit.redirect(user_url(name), "Attached the policy.")
 
 
 async def detach_policy(visit: Visit) -> Response:
     name = visit.request.path_params["name"]
+    arn = visit.field("policy_arn")
+    if not visit.confirmed():
+        return visit.confirm(
+            f"Detach policy {arn.rpartition('/')[2]} from {name}?",
+            "The user loses the permissions the policy grants.",
+            "Detach policy",
+            user_url(name),
+        )
     try:
-        await iam_policies.detach_policy(visit.svc, visit.caller, "user", name, visit.field("policy_arn"))
+        await iam_policies.detach_policy(visit.svc, visit.caller, "user", name, arn)
     except DockyardError as exc:
         return await _or_user_page(visit, exc)
-    return see_other(user_url(name, notice="detached"))
+    return visit.redirect(user_url(name), "Detached the policy.")
 
 
 PAGES = [

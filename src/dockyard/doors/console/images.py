@@ -12,7 +12,7 @@ from dockyard.core.registry import image_details
 from dockyard.core.scanning import scans
 from dockyard.core.scanning.scan_hooks import is_stale
 from dockyard.doors.console.repository import SECTION, refused, repository_of, tab, tab_path
-from dockyard.doors.console.web import Page, Visit, repository_url, see_other
+from dockyard.doors.console.web import ErrorView, Page, Visit, error_status, repository_url
 
 IMAGES_PER_PAGE = 100
 TAG_STATUSES = {"all": None, "tagged": "TAGGED", "untagged": "UNTAGGED"}
@@ -20,14 +20,7 @@ TAG_STATUSES = {"all": None, "tagged": "TAGGED", "untagged": "UNTAGGED"}
 
 # --- Images -------------------------------------------------------------------------------------
 
-
-def _notice(visit: Visit) -> str | None:
-    notices = {
-        "created": "Created the repository. Push an image to it: see View push commands.",
-        "deleted": "Deleted the selected images.",
-        "none-selected": "Select the images to delete first.",
-    }
-    return notices.get(visit.param("notice"))
+NONE_SELECTED = "Select the images to delete first."
 
 
 async def images(visit: Visit) -> Response:
@@ -35,7 +28,7 @@ async def images(visit: Visit) -> Response:
     status = visit.param("status", "all")
     status = status if status in TAG_STATUSES else "all"
     token = visit.param("page") or None
-    context: dict[str, Any] = {"tag_status": status, "paged": bool(token), "notice": _notice(visit)}
+    context: dict[str, Any] = {"tag_status": status, "paged": bool(token)}
     try:
         result = await image_details.describe_images(
             visit.svc,
@@ -61,7 +54,7 @@ async def images(visit: Visit) -> Response:
 async def images_delete_confirm(visit: Visit) -> Response:
     digests = list(dict.fromkeys(visit.params("digest")))
     if not digests:
-        return see_other(repository_url(repository_of(visit).name, "images", notice="none-selected"))
+        return visit.redirect(repository_url(repository_of(visit).name, "images"), NONE_SELECTED)
     return tab(visit, "images_delete.html", "images", digests=digests, failures=[])
 
 
@@ -69,7 +62,7 @@ async def images_delete(visit: Visit) -> Response:
     repo = repository_of(visit)
     digests = list(dict.fromkeys(visit.fields("digest")))
     if not digests:
-        return see_other(repository_url(repo.name, "images", notice="none-selected"))
+        return visit.redirect(repository_url(repo.name, "images"), NONE_SELECTED)
     try:
         result = await image_details.batch_delete_image(
             visit.svc, visit.caller, visit.account_id, repo.name, [{"imageDigest": d} for d in digests]
@@ -79,7 +72,7 @@ async def images_delete(visit: Visit) -> Response:
     failures = result.get("failures") or []
     if failures:
         return tab(visit, "images_delete.html", "images", 400, digests=digests, failures=failures)
-    return see_other(repository_url(repo.name, "images", notice="deleted"))
+    return visit.redirect(repository_url(repo.name, "images"), "Deleted the selected images.")
 
 
 # --- Scan findings ------------------------------------------------------------------------------
@@ -88,14 +81,17 @@ FINDINGS_PER_PAGE = 100
 
 
 async def findings(visit: Visit) -> Response:
+    return await _findings_page(visit, visit.param("digest"), visit.param("page") or None)
+
+
+async def _findings_page(
+    visit: Visit, digest: str, token: str | None, status: int = 200, error: ErrorView | None = None
+) -> Response:
+    """The image's scan status and findings; with `error`, why an action on it was refused."""
     repo = repository_of(visit)
-    digest = visit.param("digest")
-    token = visit.param("page") or None
     context: dict[str, Any] = {
-        "digest": digest, "paged": bool(token), "notice": None, "next_page": None, "stale_days": None,
+        "digest": digest, "paged": bool(token), "next_page": None, "stale_days": None, "error": error,
     }  # fmt: skip
-    if visit.param("notice") == "started":
-        context["notice"] = "Started the scan. Reload this page to see its findings once it completes."
     try:
         result = await scans.describe_image_scan_findings(
             visit.svc,
@@ -107,8 +103,10 @@ async def findings(visit: Visit) -> Response:
             next_token=token,
         )
     except scans.ScanNotFoundException:
-        return tab(visit, "image_findings.html", "images", scan=None, findings=None, **context)
+        return tab(visit, "image_findings.html", "images", status, scan=None, findings=None, **context)
     except DockyardError as exc:
+        if error is not None:
+            return tab(visit, "image_findings.html", "images", status, scan=None, findings=None, **context)
         return refused(visit, exc, "image_findings.html", "images", scan=None, findings=None, **context)
     context["next_page"] = result.get("nextToken")
     found = result.get("imageScanFindings") or {}
@@ -118,6 +116,7 @@ async def findings(visit: Visit) -> Response:
         visit,
         "image_findings.html",
         "images",
+        status,
         scan=result["imageScanStatus"],
         findings=result.get("imageScanFindings"),
         **context,
@@ -130,9 +129,9 @@ async def start_scan(visit: Visit) -> Response:
     try:
         await scans.start_image_scan(visit.svc, visit.caller, visit.account_id, repo.name, {"imageDigest": digest})
     except DockyardError as exc:
-        context = {"digest": digest, "paged": False, "next_page": None}
-        return refused(visit, exc, "image_findings.html", "images", scan=None, findings=None, **context)
-    return see_other(repository_url(repo.name, "findings", digest=digest, notice="started"))
+        # The same image's page, with why the scan was refused.
+        return await _findings_page(visit, digest, None, error_status(exc), ErrorView.of(exc))
+    return visit.redirect(repository_url(repo.name, "findings", digest=digest), "Started the scan.")
 
 
 PAGES = [

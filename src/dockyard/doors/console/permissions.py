@@ -14,7 +14,7 @@ from dockyard.core.registry import repository_policies
 from dockyard.doors.console import statements
 from dockyard.doors.console.repository import SECTION, refused, repository_of, tab, tab_path
 from dockyard.doors.console.statements import StatementError, StatementForm
-from dockyard.doors.console.web import ErrorView, Page, Visit, error_status, repository_url, see_other
+from dockyard.doors.console.web import ErrorView, Page, Visit, error_status, repository_url
 from dockyard.policy.language import PolicyError, parse_resource_policy
 
 # --- Permissions --------------------------------------------------------------------------------
@@ -30,13 +30,7 @@ async def _policy_text(visit: Visit, name: str) -> str | None:
 
 async def permissions(visit: Visit) -> Response:
     repo = repository_of(visit)
-    notices = {
-        "added": "Added the statement to the repository policy.",
-        "removed": "Removed the statement.",
-        "saved": "Saved the repository policy.",
-        "deleted": "Deleted the repository policy.",
-    }
-    context: dict[str, Any] = {"notice": notices.get(visit.param("notice"))}
+    context: dict[str, Any] = {}
     try:
         text = await _policy_text(visit, repo.name)
     except DockyardError as exc:
@@ -71,7 +65,11 @@ def _statement_form(visit: Visit) -> StatementForm:
 
 
 async def _add_statement_page(
-    visit: Visit, form: StatementForm, status: int = 200, error: ErrorView | None = None
+    visit: Visit,
+    form: StatementForm,
+    status: int = 200,
+    error: ErrorView | None = None,
+    field_errors: dict[str, str] | None = None,
 ) -> Response:
     entities, entities_error = await _iam_entities(visit)
     return tab(
@@ -86,6 +84,7 @@ async def _add_statement_page(
         pull_actions=statements.PULL_ACTIONS,
         push_pull_actions=statements.PUSH_PULL_ACTIONS,
         error=error,
+        field_errors=field_errors or {},
     )
 
 
@@ -102,10 +101,13 @@ async def add_statement(visit: Visit) -> Response:
         text = statements.with_statement(await _policy_text(visit, repo.name), statement)
         await repository_policies.set_repository_policy(visit.svc, visit.caller, visit.account_id, repo.name, text)
     except StatementError as exc:
-        return await _add_statement_page(visit, form, 400, ErrorView("ValidationError", str(exc)))
+        if exc.field:
+            summary = ErrorView("", "The statement was not added: correct the fields marked below.")
+            return await _add_statement_page(visit, form, 400, summary, {exc.field: str(exc)})
+        return await _add_statement_page(visit, form, 400, ErrorView("", str(exc)))
     except DockyardError as exc:
         return await _add_statement_page(visit, form, error_status(exc), ErrorView.of(exc))
-    return see_other(repository_url(repo.name, "permissions", notice="added"))
+    return visit.redirect(repository_url(repo.name, "permissions"), "Added the statement to the repository policy.")
 
 
 async def remove_statement(visit: Visit) -> Response:
@@ -120,12 +122,20 @@ async def remove_statement(visit: Visit) -> Response:
     if text is None or not 0 <= index < len(views) or views[index].sid != visit.field("sid"):
         error = ErrorView("ValidationError", "That statement is no longer in the policy; reload the page.")
         return tab(visit, "repository_permissions.html", "permissions", 409, statements=views, error=error)
+    if not visit.confirmed():
+        label = views[index].sid or f"Statement {index + 1}"
+        return visit.confirm(
+            f"Remove statement {label}?",
+            "The principals it names lose (or, for a Deny, regain) what it grants on this repository.",
+            "Remove statement",
+            repository_url(repo.name, "permissions"),
+        )
     remaining = statements.without_statement(text, index)
     if remaining is None:
         await repository_policies.delete_repository_policy(visit.svc, visit.caller, visit.account_id, repo.name)
     else:
         await repository_policies.set_repository_policy(visit.svc, visit.caller, visit.account_id, repo.name, remaining)
-    return see_other(repository_url(repo.name, "permissions", notice="removed"))
+    return visit.redirect(repository_url(repo.name, "permissions"), "Removed the statement.")
 
 
 async def policy_json_form(visit: Visit) -> Response:
@@ -153,14 +163,21 @@ async def policy_json_save(visit: Visit) -> Response:
         )
     except DockyardError as exc:
         return refused(visit, exc, "policy_json.html", "permissions", text=text, detail=None, force=force)
-    return see_other(repository_url(repo.name, "permissions", notice="saved"))
+    return visit.redirect(repository_url(repo.name, "permissions"), "Saved the repository policy.")
 
 
 async def policy_delete(visit: Visit) -> Response:
     repo = repository_of(visit)
+    if not visit.confirmed():
+        return visit.confirm(
+            f"Delete the repository policy of {repo.name}?",
+            "Every statement goes: only this account's principals with identity permissions can use the repository.",
+            "Delete policy",
+            repository_url(repo.name, "permissions"),
+        )
     with contextlib.suppress(RepositoryPolicyNotFoundException):
         await repository_policies.delete_repository_policy(visit.svc, visit.caller, visit.account_id, repo.name)
-    return see_other(repository_url(repo.name, "permissions", notice="deleted"))
+    return visit.redirect(repository_url(repo.name, "permissions"), "Deleted the repository policy.")
 
 
 PAGES = [

@@ -7,10 +7,11 @@ from starlette.responses import Response
 from dockyard.core.errors import DockyardError
 from dockyard.core.registry import repositories as core
 from dockyard.core.registry.repositories import RepositorySettings, registry_host
-from dockyard.doors.console.web import ErrorView, Page, Visit, console_url, repository_url, see_other
+from dockyard.doors.console.web import ErrorView, Page, Visit, console_url, repository_url
 
 PAGE_SIZE = 50
 SECTION = "repositories"
+NONE_SELECTED = "Select the repositories to delete first."
 
 
 def _registry(visit: Visit) -> str:
@@ -19,7 +20,6 @@ def _registry(visit: Visit) -> str:
 
 async def list_repositories(visit: Visit) -> Response:
     token = visit.param("page") or None
-    notice = _notice(visit)
     try:
         result = await core.describe_repositories(visit.svc, visit.caller, visit.account_id, None, PAGE_SIZE, token)
     except DockyardError as exc:
@@ -29,17 +29,7 @@ async def list_repositories(visit: Visit) -> Response:
         repositories=result["repositories"],
         next_page=result.get("nextToken"),
         paged=bool(token),
-        notice=notice,
     )
-
-
-def _notice(visit: Visit) -> str | None:
-    names = ", ".join(visit.params("name"))
-    if visit.param("notice") == "deleted" and names:
-        return f"Deleted {names}, with all of their images."
-    if visit.param("notice") == "none-selected":
-        return "Select the repositories to delete first."
-    return None
 
 
 async def create_form(visit: Visit) -> Response:
@@ -57,20 +47,22 @@ async def create(visit: Visit) -> Response:
         return visit.refused(
             exc, "repository_create.html", registry=_registry(visit), name=name, immutable=immutable, scan=scan
         )
-    return see_other(repository_url(name, "images", notice="created"))
+    return visit.redirect(
+        repository_url(name, "images"), "Created the repository. Push an image to it: see View push commands."
+    )
 
 
 async def delete_confirm(visit: Visit) -> Response:
     names = list(dict.fromkeys(visit.params("name")))
     if not names:
-        return see_other(console_url("repositories", notice="none-selected"))
+        return visit.redirect(console_url("repositories"), NONE_SELECTED)
     return visit.render("repositories_delete.html", names=names, failures=[])
 
 
 async def delete(visit: Visit) -> Response:
     names = list(dict.fromkeys(visit.fields("name")))
     if not names:
-        return see_other(console_url("repositories", notice="none-selected"))
+        return visit.redirect(console_url("repositories"), NONE_SELECTED)
     deleted: list[str] = []
     failures: list[tuple[str, ErrorView]] = []
     status = 200
@@ -83,7 +75,7 @@ async def delete(visit: Visit) -> Response:
             failures.append((name, ErrorView.of(exc)))
             status = 403 if exc.code == "AccessDeniedException" else exc.status
     if not failures:
-        return see_other(console_url("repositories", notice="deleted", name=deleted))
+        return visit.redirect(console_url("repositories"), f"Deleted {', '.join(deleted)}, with all of their images.")
     remaining = [name for name, _ in failures]
     return visit.render("repositories_delete.html", status, names=remaining, failures=failures, deleted=deleted)
 

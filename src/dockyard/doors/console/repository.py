@@ -35,7 +35,12 @@ def tab(visit: Visit, template: str, current: str, status: int = 200, **context:
 
 
 def refused(visit: Visit, exc: DockyardError, template: str, tab_name: str, **context: Any) -> Response:
-    return tab(visit, template, tab_name, error_status(exc), error=ErrorView.of(exc), **context)
+    """The tab with the core's refusal; a page that cannot be shown at all (no such repository,
+    or one the caller may not see) says so instead of looking empty."""
+    status = error_status(exc)
+    if visit.request.method == "GET" and status in (403, 404):
+        return visit.refused(exc)
+    return tab(visit, template, tab_name, status, error=ErrorView.of(exc), **context)
 
 
 def tab_path(suffix: str) -> str:

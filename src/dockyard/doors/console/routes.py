@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 
 from dockyard.audit.console import report_sign_in
@@ -46,17 +49,37 @@ from dockyard.doors.console.web import (
 )
 from dockyard.doors.origin import with_origin
 
+if TYPE_CHECKING:
+    import jinja2
+
+FAVICON = STATIC_DIR / "favicon.ico"
 INVALID_KEY = "The access key ID or secret access key is not valid, or the key is inactive."
 FORM_EXPIRED = "This form has expired. Reload the page and try again."
 # Forms here are small: anything larger is not one of ours.
 MAX_FORM_BYTES = 1024 * 1024
 
 
+async def _site_root(request: Request) -> Response:
+    return RedirectResponse(console_url(), status_code=302)
+
+
+async def _favicon(request: Request) -> Response:
+    return FileResponse(FAVICON, media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"})
+
+
+async def not_found(visit: Visit) -> Response:
+    return visit.render("error.html", 404, status_code=404)
+
+
 class ConsoleDoor:
     def __init__(self, svc: Services, lifetime: float = DEFAULT_LIFETIME) -> None:
         self.svc = svc
         self.lifetime = lifetime
-        self.env = make_environment()
+
+    @cached_property
+    def env(self) -> jinja2.Environment:
+        # Built (and jinja2 imported) with the first page rendered: most workers never render one.
+        return make_environment()
 
     @property
     def codec(self) -> SessionCodec:
@@ -64,7 +87,16 @@ class ConsoleDoor:
         return SessionCodec(session_key(self.svc.token_secret), self.lifetime)
 
     def mount(self) -> Mount:
-        pages = [*repositories.PAGES, *images.PAGES, *permissions.PAGES, *settings.PAGES, *repository.PAGES, *iam.PAGES]
+        pages = [
+            *repositories.PAGES,
+            *images.PAGES,
+            *permissions.PAGES,
+            *settings.PAGES,
+            *repository.PAGES,
+            *iam.PAGES,
+            # Last: any other console address is a page that does not exist.
+            Page("/{rest:path}", not_found),
+        ]
         routes: list[BaseRoute] = [
             Route("/", self.home, methods=["GET"]),
             Route("/sign-in", self.sign_in, methods=["GET", "POST"]),
@@ -72,7 +104,17 @@ class ConsoleDoor:
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
             *(Route(page.path, self._endpoint(page), methods=list(page.methods)) for page in pages),
         ]
-        return Mount(PREFIX, routes=routes)
+        # Pages are compressed; only the console is wrapped, so registry blobs never are.
+        return Mount(PREFIX, app=GZipMiddleware(Router(routes), minimum_size=500))
+
+    @staticmethod
+    def site_routes() -> list[BaseRoute]:
+        """The site root's GET (a browser's way in: the console; `POST /` is the AWS API) and
+        the favicon browsers ask for."""
+        return [
+            Route("/", _site_root, methods=["GET"]),
+            Route("/favicon.ico", _favicon, methods=["GET"]),
+        ]
 
     # --- sessions -----------------------------------------------------------------------------
 
@@ -111,11 +153,20 @@ class ConsoleDoor:
                 if visit.form is None or not session.csrf_matches(visit.field(CSRF_FIELD)):
                     return visit.render("error.html", 403, message=FORM_EXPIRED)
             try:
-                return await page.handler(visit)
+                response = await page.handler(visit)
             except DockyardError as exc:
-                return visit.refused(exc)
+                response = visit.refused(exc)
+            self._carry_notice(request, session, visit, response)
+            return response
 
         return endpoint
+
+    def _carry_notice(self, request: Request, session: Session, visit: Visit, response: Response) -> None:
+        """Store the notice a redirect carries, and forget one as soon as a page has shown it."""
+        if visit.flash is not None:
+            self.codec.write(response, replace(session, notice=visit.flash), secure=self._secure(request))
+        elif session.notice is not None and not 300 <= response.status_code < 400:
+            self.codec.write(response, replace(session, notice=None), secure=self._secure(request))
 
     async def _form(self, request: Request) -> Any:
         if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:

@@ -34,6 +34,9 @@ class Session:
     expires_at: float
     # None until the visitor signs in.
     access_key_id: str | None = None
+    # What the last action did, shown once on the next page (never taken from the URL, so no
+    # link can make the console claim something happened).
+    notice: str | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -82,7 +85,13 @@ class SessionCodec:
 
     def dumps(self, session: Session) -> str:
         return self._serializer.dumps(
-            {"c": session.csrf_token, "i": session.issued_at, "e": session.expires_at, "k": session.access_key_id}
+            {
+                "c": session.csrf_token,
+                "i": session.issued_at,
+                "e": session.expires_at,
+                "k": session.access_key_id,
+                "n": session.notice,
+            }
         )
 
     def loads(self, value: str | None, now: float | None = None) -> Session | None:
@@ -98,6 +107,7 @@ class SessionCodec:
                 issued_at=float(data["i"]),
                 expires_at=float(data["e"]),
                 access_key_id=None if data["k"] is None else str(data["k"]),
+                notice=None if data.get("n") is None else str(data["n"]),
             )
         except (BadSignature, KeyError, TypeError, ValueError):
             return None

@@ -11,7 +11,7 @@ from dockyard.core.operations import lifecycle
 from dockyard.core.registry import repositories as repos_core
 from dockyard.core.registry import repository_settings
 from dockyard.doors.console.repository import SECTION, refused, repository_of, tab, tab_path
-from dockyard.doors.console.web import ErrorView, Page, Visit, repository_url, see_other
+from dockyard.doors.console.web import ErrorView, Page, Visit, repository_url
 
 TAG_MUTABILITIES = ("MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION")
 BAD_MUTABILITY = (
@@ -54,14 +54,6 @@ async def _lifecycle_context(visit: Visit, name: str) -> dict[str, Any]:
     }
 
 
-_SETTINGS_NOTICES = {
-    "mutability": "Saved the tag mutability setting.",
-    "scanning": "Saved the scanning setting.",
-    "lifecycle": "Saved the lifecycle policy.",
-    "lifecycle-deleted": "Deleted the lifecycle policy.",
-}
-
-
 async def settings(visit: Visit) -> Response:
     repo = repository_of(visit)
     try:
@@ -72,7 +64,6 @@ async def settings(visit: Visit) -> Response:
         visit,
         "repository_settings.html",
         "settings",
-        notice=_SETTINGS_NOTICES.get(visit.param("notice")),
         **_settings_context(described),
         **await _lifecycle_context(visit, repo.name),
     )
@@ -93,6 +84,20 @@ async def save_tag_mutability(visit: Visit) -> Response:
     mutability = visit.field("mutability")
     exclusions = visit.field("exclusions")
     filters = [{"filterType": "WILDCARD", "filter": line.strip()} for line in exclusions.splitlines() if line.strip()]
+    problem = repos_core.exclusion_filters_problem(filters)
+    if problem is not None:
+        context = _settings_context(await _describe(visit, repo.name))
+        context.update(await _lifecycle_context(visit, repo.name), mutability=mutability, exclusions=exclusions)
+        error = ErrorView("", "The tag mutability setting was not saved: correct the exclusion filters.")
+        return tab(
+            visit,
+            "repository_settings.html",
+            "settings",
+            400,
+            error=error,
+            field_errors={"exclusions": problem},
+            **context,
+        )
     try:
         if mutability not in TAG_MUTABILITIES:
             raise InvalidParameterException(BAD_MUTABILITY)
@@ -101,7 +106,7 @@ async def save_tag_mutability(visit: Visit) -> Response:
         )
     except DockyardError as exc:
         return await _settingsrefused(visit, exc, mutability=mutability, exclusions=exclusions)
-    return see_other(repository_url(repo.name, "settings", notice="mutability"))
+    return visit.redirect(repository_url(repo.name, "settings"), "Saved the tag mutability setting.")
 
 
 async def save_scanning(visit: Visit) -> Response:
@@ -113,7 +118,7 @@ async def save_scanning(visit: Visit) -> Response:
         )
     except DockyardError as exc:
         return await _settingsrefused(visit, exc, scan_on_push=scan)
-    return see_other(repository_url(repo.name, "settings", notice="scanning"))
+    return visit.redirect(repository_url(repo.name, "settings"), "Saved the scanning setting.")
 
 
 async def save_lifecycle(visit: Visit) -> Response:
@@ -124,18 +129,25 @@ async def save_lifecycle(visit: Visit) -> Response:
         await lifecycle.put_lifecycle_policy(visit.svc, visit.caller, visit.account_id, repo.name, text)
     except DockyardError as exc:
         return await _settingsrefused(visit, exc, lifecycle_text=text)
-    return see_other(repository_url(repo.name, "settings", notice="lifecycle"))
+    return visit.redirect(repository_url(repo.name, "settings"), "Saved the lifecycle policy.")
 
 
 async def delete_lifecycle(visit: Visit) -> Response:
     repo = repository_of(visit)
+    if not visit.confirmed():
+        return visit.confirm(
+            f"Delete the lifecycle policy of {repo.name}?",
+            "Images are no longer expired by its rules.",
+            "Delete lifecycle policy",
+            repository_url(repo.name, "settings"),
+        )
     try:
         await lifecycle.delete_lifecycle_policy(visit.svc, visit.caller, visit.account_id, repo.name)
     except LifecyclePolicyNotFoundException:
         pass
     except DockyardError as exc:
         return await _settingsrefused(visit, exc)
-    return see_other(repository_url(repo.name, "settings", notice="lifecycle-deleted"))
+    return visit.redirect(repository_url(repo.name, "settings"), "Deleted the lifecycle policy.")
 
 
 PAGES = [

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dockyard.policy.actions import ACTIONS
+from dockyard.policy.language import sid_problem
 
 # The seed's task-based presets (the ECR user guide's "Push/Pull actions" and "Pull only
 # actions": what the Docker CLI needs to push or pull an image in a repository).
@@ -29,11 +30,14 @@ PRESETS: dict[str, tuple[str, ...]] = {"all": ALL_ACTIONS, "push-pull": PUSH_PUL
 # The console writes new policies in the version the seed's examples use.
 NEW_POLICY_VERSION = "2008-10-17"
 _ACCOUNT = re.compile(r"\d{12}")
-_SID = re.compile(r"[0-9A-Za-z]+")
 
 
 class StatementError(ValueError):
-    """A statement form that cannot become a statement; the message says which field and why."""
+    """A statement form that cannot become a statement: why, in plain words, and which field."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def individual_actions() -> list[str]:
@@ -56,7 +60,7 @@ def _account_principals(text: str) -> list[str]:
     accounts = [part for part in re.split(r"[\s,]+", text.strip()) if part]
     for account in accounts:
         if not _ACCOUNT.fullmatch(account):
-            raise StatementError(f"'{account}' is not an AWS account number (12 digits).")
+            raise StatementError(f"'{account}' is not an AWS account number (12 digits).", "accounts")
     return [f"arn:aws:iam::{account}:root" for account in dict.fromkeys(accounts)]
 
 
@@ -74,8 +78,10 @@ def _statement_actions(form: StatementForm) -> list[str]:
 
 def build_statement(form: StatementForm) -> dict[str, Any]:
     """The statement a filled-in Add statement form describes."""
-    if not _SID.fullmatch(form.sid):
-        raise StatementError("Sid is required and may contain only letters and digits.")
+    if not form.sid:
+        raise StatementError("Sid is required: a name for what the statement does, in letters and digits.", "sid")
+    if problem := sid_problem(form.sid):
+        raise StatementError(problem, "sid")
     if form.effect not in ("Allow", "Deny"):
         raise StatementError("Effect must be Allow or Deny.")
     principal: Any
@@ -109,7 +115,7 @@ def with_statement(policy_text: str | None, statement: dict[str, Any]) -> str:
     clearer message than the policy's own validation gives."""
     document = _document(policy_text)
     if any(existing.get("Sid") == statement.get("Sid") for existing in document["Statement"]):
-        raise StatementError(f"A statement with Sid '{statement['Sid']}' already exists in this policy.")
+        raise StatementError(f"A statement with Sid '{statement['Sid']}' already exists in this policy.", "sid")
     document["Statement"].append(statement)
     return json.dumps(document, indent=2)
 

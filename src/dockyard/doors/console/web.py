@@ -7,10 +7,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-import jinja2
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -20,11 +19,17 @@ from dockyard.core.identity.caller import Caller
 from dockyard.core.services import Services
 from dockyard.doors.console.session import CSRF_FIELD, Session
 
+if TYPE_CHECKING:
+    import jinja2
+
 HERE = Path(__file__).parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
 PREFIX = "/console"
 MIB = 1024 * 1024
+CONFIRMED_FIELD = "confirmed"
+# A notice rides in the session cookie: keep it well inside a cookie's 4 KB.
+MAX_NOTICE = 600
 
 # Pages may hold a once-only secret or a CSRF token: never cached, never framed, no inline script.
 SECURITY_HEADERS = {
@@ -80,6 +85,9 @@ def short_digest(digest: str) -> str:
 
 
 def make_environment() -> jinja2.Environment:
+    # jinja2 is loaded with the first console page, not with the app: most workers never render one.
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=True,
@@ -126,6 +134,8 @@ class Visit:
     form: FormData | None = None
     section: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    # The notice the next page shows once (carried in the session cookie, see routes.py).
+    flash: str | None = None
 
     @property
     def account_id(self) -> str:
@@ -161,13 +171,43 @@ class Visit:
             "region": self.caller.region,
             "session_expires_at": self.session.expires_at,
             "error": None,
-            "notice": None,
+            "notice": self.session.notice,
+            "field_errors": {},
+            "status_code": 200,
             **context,
         }
 
     def refused(self, exc: DockyardError, template: str = "error.html", **context: Any) -> Response:
-        """The page `template` with the core's refusal shown above it."""
-        return self.render(template, error_status(exc), error=ErrorView.of(exc), **context)
+        """The page `template` with the core's refusal shown above it; when a page cannot be shown
+        at all (what it shows does not exist, or the caller may not see it), a page that says so."""
+        status = error_status(exc)
+        if self.request.method == "GET" and status in (403, 404):
+            return self.render("error.html", status, error=ErrorView.of(exc), status_code=status)
+        return self.render(template, status, error=ErrorView.of(exc), **context)
+
+    def redirect(self, url: str, notice: str | None = None) -> Response:
+        """After a POST: to `url`, which shows `notice` once."""
+        self.flash = notice if notice is None or len(notice) <= MAX_NOTICE else notice[: MAX_NOTICE - 1] + "…"
+        return see_other(url)
+
+    def confirmed(self) -> bool:
+        """Whether the visitor confirmed this destructive action (the script's dialog, or the
+        confirmation page when JavaScript is off)."""
+        return self.field(CONFIRMED_FIELD) == "yes"
+
+    def confirm(self, question: str, consequence: str, button: str, cancel_url: str) -> Response:
+        """The confirmation step of a destructive action: the same POST again, confirmed."""
+        skip = {CSRF_FIELD, CONFIRMED_FIELD}
+        hidden = [(name, value) for name, value in (self.form or FormData()).multi_items() if name not in skip]
+        return self.render(
+            "confirm.html",
+            question=question,
+            consequence=consequence,
+            button=button,
+            cancel_url=cancel_url,
+            action=self.request.url.path,
+            hidden=[(name, value) for name, value in hidden if isinstance(value, str)],
+        )
 
 
 def render_page(env: jinja2.Environment, template: str, status: int, context: Mapping[str, Any]) -> Response:

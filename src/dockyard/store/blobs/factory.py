@@ -24,7 +24,8 @@ def open_blob_store(settings: Settings) -> BlobStore:
             region=settings.s3_region,
             redirect=settings.s3_redirect,
             url_lifetime_seconds=settings.layer_url_lifetime_seconds,
+            archive_storage_class=settings.s3_archive_storage_class,
         )
     if settings.blob_store:
-        return FilesystemBlobStore(Path(settings.blob_store.removeprefix("file://")))
-    return FilesystemBlobStore(settings.blob_root)
+        return FilesystemBlobStore(Path(settings.blob_store.removeprefix("file://")), settings.archive_root)
+    return FilesystemBlobStore(settings.blob_root, settings.archive_root)

@@ -1,6 +1,8 @@
 """Blobs on the local file system: the embedded default.
 
-Blobs live under <root>/blobs/<algorithm>/<2 hex>/<hex>, uploads under <root>/uploads/<id>. An
+Blobs live under <root>/blobs/<algorithm>/<2 hex>/<hex>, uploads under <root>/uploads/<id>, and
+blobs in the archive tier under <archive root>/blobs/<algorithm>/<2 hex>/<hex> (another disk,
+as the operator names it). An
 upload's lock is an flock on its file, which every process on the machine sees and the kernel
 releases when a process dies; its verified bytes are flushed, then hard-linked into place (never
 over a sound blob) and the upload's name removed. The guarantees are the interface's
@@ -40,9 +42,11 @@ FLUSH_EVERY = 16 * 1024 * 1024
 class FilesystemBlobStore:
     """Blobs under <root>/blobs/<algorithm>/<2 hex>/<hex>, uploads under <root>/uploads/<id>."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, archive_root: Path | None = None) -> None:
         self.root = root
         self._blobs = root / "blobs"
+        self.archive_root = archive_root if archive_root is not None else root.parent / "archive"
+        self._archived = self.archive_root / "blobs"
         self._uploads = root / "uploads"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._uploads.mkdir(parents=True, exist_ok=True)
@@ -172,17 +176,8 @@ class FilesystemBlobStore:
 
     async def read(self, digest: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Yield bytes [start, end) of the blob."""
-        with open(self.blob_path(digest), "rb") as handle:
-            handle.seek(start)
-            remaining = None if end is None else end - start
-            while remaining is None or remaining > 0:
-                want = READ_SIZE if remaining is None else min(READ_SIZE, remaining)
-                data = await asyncio.to_thread(handle.read, want)
-                if not data:
-                    return
-                if remaining is not None:
-                    remaining -= len(data)
-                yield data
+        async for data in _read_file(self.blob_path(digest), start, end):
+            yield data
 
     async def delete(self, digest: str) -> None:
         self.blob_path(digest).unlink(missing_ok=True)
@@ -196,6 +191,82 @@ class FilesystemBlobStore:
     async def stored_uploads(self) -> AsyncIterator[StoredFile]:
         for entry in _files(self._uploads):
             yield StoredFile(entry.name, *_size_and_change(entry))
+
+    # -- the archive tier ---------------------------------------------------------------------
+
+    def archived_path(self, digest: str) -> Path:
+        algorithm, hexpart = split_digest(digest)
+        return self._archived / algorithm / hexpart[:2] / hexpart
+
+    async def archive_blob(self, digest: str) -> None:
+        await asyncio.to_thread(_copy_verified, self.blob_path(digest), self.archived_path(digest), digest)
+
+    async def restore_blob(self, digest: str) -> None:
+        await asyncio.to_thread(_copy_verified, self.archived_path(digest), self.blob_path(digest), digest)
+
+    async def archived_size(self, digest: str) -> int | None:
+        try:
+            return self.archived_path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    async def read_archived(self, digest: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        async for data in _read_file(self.archived_path(digest), start, end):
+            yield data
+
+    async def delete_archived(self, digest: str) -> None:
+        self.archived_path(digest).unlink(missing_ok=True)
+
+    async def stored_archived_blobs(self) -> AsyncIterator[StoredFile]:
+        for algorithm in _subdirectories(self._archived):
+            for prefix in _subdirectories(algorithm):
+                for entry in _files(prefix):
+                    if not entry.name.startswith("."):
+                        yield StoredFile(f"{algorithm.name}:{entry.name}", *_size_and_change(entry))
+
+
+async def _read_file(path: Path, start: int, end: int | None) -> AsyncIterator[bytes]:
+    """Bytes [start, end) of the file at `path`."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        remaining = None if end is None else end - start
+        while remaining is None or remaining > 0:
+            want = READ_SIZE if remaining is None else min(READ_SIZE, remaining)
+            data = await asyncio.to_thread(handle.read, want)
+            if not data:
+                return
+            if remaining is not None:
+                remaining -= len(data)
+            yield data
+
+
+def _copy_verified(source: Path, target: Path, digest: str) -> None:
+    """Copy the blob at `source` to `target` (possibly another file system), durably: into a
+    temporary name, hashed on the way and flushed, then linked into place (never over a sound
+    copy). A crash leaves at most a stray temporary name, which `stored_archived_blobs` skips."""
+    algorithm, expected = split_digest(digest)
+    size = source.stat().st_size
+    try:
+        if target.stat().st_size == size:
+            return
+    except FileNotFoundError:
+        pass
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    hasher = hashlib.new(algorithm)
+    try:
+        with open(source, "rb") as reader, open(temp, "wb") as writer:
+            while data := reader.read(BUFFER_SIZE):
+                hasher.update(data)
+                writer.write(data)
+            writer.flush()
+            os.fsync(writer.fileno())
+        if hasher.hexdigest() != expected:
+            raise DigestMismatch(f"{algorithm}:{hasher.hexdigest()}")
+        _link_into_place(temp, target, size)
+        _fsync_dir(target.parent)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 async def _copy(chunks: AsyncIterator[bytes], handle: BinaryIO, offset: int, state: RunningHash | None) -> int:

@@ -3,6 +3,8 @@
 Layout under s3://<bucket>/<prefix>:
 
     blobs/<algorithm>/<hex>              a verified blob, named by its digest
+    archive/<algorithm>/<hex>            a blob in the archive tier, in the operator's colder
+                                         storage class (one that reads at once: GLACIER_IR...)
     uploads/<id>/state-<size>-<writer>   an upload as the append <writer> left it (JSON, see _State)
     uploads/<id>/part-<writer>-<n>       a full part (PART_SIZE bytes) written by that append
     uploads/<id>/tail-<writer>           the bytes past its last full part
@@ -49,6 +51,9 @@ from dockyard.store.blobs.interface import (
 
 # Parts are this big (S3's minimum is 5 MiB); one part per upload in flight is held in memory.
 PART_SIZE = 8 * 1024 * 1024
+# CopyObject copies up to 5 GiB; bigger objects are copied in parts of COPY_PART_SIZE.
+COPY_LIMIT = 5 * 1024 * 1024 * 1024
+COPY_PART_SIZE = 512 * 1024 * 1024
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 
 
@@ -105,8 +110,10 @@ class S3BlobStore:
         region: str | None = None,
         redirect: bool = False,
         url_lifetime_seconds: int = 3600,
+        archive_storage_class: str = "GLACIER_IR",
     ) -> None:
         self.bucket, self.prefix = parse_s3_url(url)
+        self.archive_storage_class = archive_storage_class
         self.endpoint_url = endpoint_url
         self.region = region
         self.redirect = redirect
@@ -123,6 +130,10 @@ class S3BlobStore:
     def blob_key(self, digest: str) -> str:
         algorithm, hexpart = split_digest(digest)
         return f"{self.prefix}blobs/{algorithm}/{hexpart}"
+
+    def archive_key(self, digest: str) -> str:
+        algorithm, hexpart = split_digest(digest)
+        return f"{self.prefix}archive/{algorithm}/{hexpart}"
 
     def _upload_key(self, upload_id: str, name: str) -> str:
         return f"{self.prefix}uploads/{upload_id}/{name}"
@@ -396,6 +407,76 @@ class S3BlobStore:
             found[upload_id] = (size + int(obj["Size"]), max(changed, _timestamp(obj["LastModified"])))
         for upload_id, (size, changed) in found.items():
             yield StoredFile(upload_id, size, changed)
+
+    # -- the archive tier ---------------------------------------------------------------------
+
+    async def archive_blob(self, digest: str) -> None:
+        await self._copy_verified(self.blob_key(digest), self.archive_key(digest), digest, self.archive_storage_class)
+
+    async def restore_blob(self, digest: str) -> None:
+        await self._copy_verified(self.archive_key(digest), self.blob_key(digest), digest, "STANDARD")
+
+    async def archived_size(self, digest: str) -> int | None:
+        return await self._object_size(self.archive_key(digest))
+
+    async def read_archived(self, digest: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        try:
+            async for data in self._read_key(self.archive_key(digest), start, end):
+                yield data
+        except ClientError as exc:
+            if _missing(exc):
+                raise FileNotFoundError(digest) from exc
+            raise
+
+    async def delete_archived(self, digest: str) -> None:
+        await (await self._s3()).delete_object(Bucket=self.bucket, Key=self.archive_key(digest))
+
+    async def stored_archived_blobs(self) -> AsyncIterator[StoredFile]:
+        root = f"{self.prefix}archive/"
+        async for obj in self._list(root):
+            algorithm, _, hexpart = obj["Key"][len(root) :].partition("/")
+            yield StoredFile(f"{algorithm}:{hexpart}", int(obj["Size"]), _timestamp(obj["LastModified"]))
+
+    async def _copy_verified(self, source: str, target: str, digest: str, storage_class: str) -> None:
+        """Copy object `source` to `target` in `storage_class`, once its bytes hash to `digest`
+        (the copy is server-side; the check reads the source once). A sound target stays."""
+        size = await self._object_size(source)
+        if size is None:
+            raise FileNotFoundError(digest)
+        if await self._object_size(target) == size:
+            return
+        algorithm, expected = split_digest(digest)
+        hasher = hashlib.new(algorithm)
+        async for data in self._read_key(source):
+            await asyncio.to_thread(hasher.update, data)
+        if hasher.hexdigest() != expected:
+            raise DigestMismatch(f"{algorithm}:{hasher.hexdigest()}")
+        s3 = await self._s3()
+        copy_source = {"Bucket": self.bucket, "Key": source}
+        if size <= COPY_LIMIT:
+            await s3.copy_object(Bucket=self.bucket, Key=target, CopySource=copy_source, StorageClass=storage_class)
+            return
+        created = await s3.create_multipart_upload(Bucket=self.bucket, Key=target, StorageClass=storage_class)
+        multipart = created["UploadId"]
+        try:
+            parts = []
+            for number, first in enumerate(range(0, size, COPY_PART_SIZE), start=1):
+                last = min(first + COPY_PART_SIZE, size) - 1
+                copied = await s3.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=target,
+                    UploadId=multipart,
+                    PartNumber=number,
+                    CopySource=copy_source,
+                    CopySourceRange=f"bytes={first}-{last}",
+                )
+                parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+            await s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=target, UploadId=multipart, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            await s3.abort_multipart_upload(Bucket=self.bucket, Key=target, UploadId=multipart)
+            raise
 
 
 def _timestamp(value: datetime | str) -> float:

@@ -35,10 +35,23 @@
     document.querySelectorAll("[data-hide-with-js]").forEach(function (element) { element.hidden = true; });
   }
 
+  // A destructive button asks first; once answered yes, the server need not ask again (without
+  // this script it answers with a confirmation page instead).
   function confirmations() {
     document.querySelectorAll("[data-confirm]").forEach(function (button) {
       button.addEventListener("click", function (event) {
-        if (!window.confirm(button.getAttribute("data-confirm"))) { event.preventDefault(); }
+        if (!window.confirm(button.getAttribute("data-confirm"))) {
+          event.preventDefault();
+          return;
+        }
+        var form = button.form;
+        if (form && !form.querySelector("input[name=confirmed]")) {
+          var confirmed = document.createElement("input");
+          confirmed.type = "hidden";
+          confirmed.name = "confirmed";
+          confirmed.value = "yes";
+          form.appendChild(confirmed);
+        }
       });
     });
   }

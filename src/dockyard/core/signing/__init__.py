@@ -1,0 +1,1 @@
+"""Managed signing: AWS Signer signing profiles, ECR's signing configuration, Notary Project signatures."""

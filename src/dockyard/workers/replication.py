@@ -1,0 +1,94 @@
+"""The background replication worker: started with the application, it takes queued copies
+(core/replication/jobs.py) one at a time and carries each out. Several processes and nodes may
+run one each: claims are rows under a lease, renewed while an image is copied, so no copy is
+made by two workers at once and the work of a process that died is taken over. The copy itself
+is idempotent, so a job taken over mid-way repeats nothing visible."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from dockyard.audit.trail import AuditTrail
+from dockyard.core.replication import jobs
+from dockyard.core.services import Services
+
+log = logging.getLogger("dockyard.replication")
+
+POLL_INTERVAL = 0.5
+# How often the claims of this host's dead processes are looked for (and once at start).
+DEAD_CLAIMS_INTERVAL = 30.0
+INTERNAL_ERROR = "InternalError"
+
+
+class ReplicationWorker:
+    def __init__(self, svc: Services, trail: AuditTrail | None = None, *, poll_interval: float = POLL_INTERVAL) -> None:
+        self.svc = svc
+        self.trail = trail
+        self.poll_interval = poll_interval
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="dockyard-replication-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        checked = -DEAD_CLAIMS_INTERVAL
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if loop.time() - checked >= DEAD_CLAIMS_INTERVAL:
+                    checked = loop.time()
+                    await jobs.release_dead_claims(self.svc, socket.gethostname())
+                busy = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad turn must not stop replication for good
+                log.exception("replication worker turn failed")
+                busy = False
+            if not busy:
+                await asyncio.sleep(self.poll_interval)
+
+    async def _record(self, event: dict[str, Any]) -> None:
+        if self.trail is not None and self.trail.running:
+            await self.trail.record_durably(event)
+
+    async def run_once(self) -> bool:
+        """Carry out one copy, if one is due; True when something was done."""
+        job = await jobs.claim_next(self.svc, self.node)
+        if job is None:
+            return False
+        # Copying speaks to other sites (httpx, botocore's signer: a few MiB): loaded with the
+        # first copy, not by every worker that only ever finds the queue empty.
+        from dockyard.core.replication import run
+
+        renewing = asyncio.create_task(self._renew(job))
+        try:
+            await run.perform(self.svc, job, self.node, self._record)
+        except asyncio.CancelledError:
+            # Shutting down: hand the job back at once rather than when the lease runs out.
+            await jobs.release_claim(self.svc, job, self.node)
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unexpected fault is retried like an unanswering site
+            log.exception("replication of %s@%s failed", job.repository, job.digest)
+            await jobs.retry_later(self.svc, job, self.node, INTERNAL_ERROR, f"Internal error: {type(exc).__name__}")
+        finally:
+            renewing.cancel()
+        return True
+
+    async def _renew(self, job: jobs.ReplicationJob) -> None:
+        while True:
+            await asyncio.sleep(jobs.LEASE_SECONDS / 3)
+            await jobs.renew_claim(self.svc, job, self.node)

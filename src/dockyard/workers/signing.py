@@ -1,0 +1,75 @@
+"""The background signing worker: started with the application, it takes queued signatures
+(core/signing/jobs.py) one at a time, signs each image with its signing profile and stores the
+Notary Project signature as the image's referrer. Several processes and nodes may run one each:
+claims are rows under a lease, renewed while a signature is made, so no image is signed twice by
+one profile and the work of a process that died is taken over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+
+from dockyard.core.services import Services
+from dockyard.core.signing import jobs
+
+log = logging.getLogger("dockyard.signing")
+
+POLL_INTERVAL = 0.5
+
+
+class SigningWorker:
+    def __init__(self, svc: Services, *, poll_interval: float = POLL_INTERVAL) -> None:
+        self.svc = svc
+        self.poll_interval = poll_interval
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="dockyard-signing-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                busy = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad turn must not stop signing for good
+                log.exception("signing worker turn failed")
+                busy = False
+            if not busy:
+                await asyncio.sleep(self.poll_interval)
+
+    async def run_once(self) -> bool:
+        """Make one signature, if one is waiting; True when something was done."""
+        job = await jobs.claim_next(self.svc, self.node)
+        if job is None:
+            return False
+        renewing = asyncio.create_task(self._renew(job))
+        try:
+            await jobs.sign(self.svc, job, self.node)
+        except asyncio.CancelledError:
+            # Shutting down: hand the job back at once rather than when the lease runs out.
+            await jobs.release_claim(self.svc, job, self.node)
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded as the job's failure, not retried forever
+            log.exception("signing %s@%s failed", job.repository, job.target.digest)
+            await jobs.fail(self.svc, job, self.node, jobs.SIGNING_ERROR, f"Internal error: {type(exc).__name__}")
+        finally:
+            renewing.cancel()
+        return True
+
+    async def _renew(self, job: jobs.SigningJob) -> None:
+        while True:
+            await asyncio.sleep(jobs.LEASE_SECONDS / 3)
+            await jobs.renew_claim(self.svc, job, self.node)
