@@ -285,3 +285,22 @@ def test_stopping_a_server_does_not_wait_for_a_download_from_a_hung_source(tmp_p
     finally:
         server.stop()
         upstream.close()
+
+
+def test_a_failed_first_download_is_tried_again_soon(mirror: Mirror, tmp_path: Path) -> None:
+    """Nothing published yet (the mirror answers 404): the fresh server tries again within seconds,
+    backing off, rather than a whole interval (a day) later, and gets the data once it is there."""
+    server = serve_fetching_from(mirror.url, tmp_path)
+    server.start()
+    try:
+        deadline = time.monotonic() + POLL_SECONDS
+        while 404 not in mirror.statuses():
+            assert time.monotonic() < deadline, server.stderr()
+            time.sleep(0.2)
+        mirror.publish("PyPI", archive(advisory("PYSEC-1", "requests", "2.0")))
+        while "PYSEC-1" not in advisory_ids(server.data_dir):
+            assert time.monotonic() < deadline, server.stderr()
+            time.sleep(0.2)
+        assert mirror.statuses()[-1] == 200
+    finally:
+        server.stop()

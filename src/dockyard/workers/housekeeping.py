@@ -170,6 +170,9 @@ async def run_vulndb_update(svc: Services) -> list[vulndb_update.Outcome]:
 
 # A server with no vulnerability data fetches it this soon after it starts (its scans fail until then).
 FIRST_FETCH_DELAY = 2.0
+# Seconds before the first retry of a round that left its data still due (then doubling, up to
+# the job's interval): a fresh server whose first download failed does not wait a day.
+RETRY_AFTER_FAILURE = 10.0
 # How long stopping waits to hand back the lease of a job it cancelled.
 RELEASE_TIMEOUT = 5.0
 
@@ -252,12 +255,8 @@ class Housekeeping:
         first_wait: Callable[[], Awaitable[float]] | None = None,
     ) -> None:
         wake = self._wake[name]
-        wait = interval
-        if first_wait is not None:
-            try:
-                wait = await first_wait()
-            except Exception:  # noqa: BLE001 - the schedule falls back to a whole interval
-                log.exception("could not tell when the %s job is due", name)
+        wait = interval if first_wait is None else await self._due_in(name, first_wait, interval)
+        failed_rounds = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), wait)
@@ -282,6 +281,26 @@ class Housekeeping:
                 raise
             except Exception:  # noqa: BLE001 - a failed round is logged and retried next round
                 log.exception("the %s job failed", name)
+            if first_wait is None:
+                continue
+            # A job whose schedule follows its data (the vulnerability data): when the round left
+            # it still due (the download failed, say), try again sooner than a whole interval,
+            # backing off, and let any node take the next try.
+            if await self._due_in(name, first_wait, interval) < interval / 2:
+                failed_rounds += 1
+                wait = min(interval, RETRY_AFTER_FAILURE * 2 ** (failed_rounds - 1))
+                if running:
+                    await self._hand_back(name)
+            else:
+                failed_rounds = 0
+
+    @staticmethod
+    async def _due_in(name: str, first_wait: Callable[[], Awaitable[float]], interval: float) -> float:
+        try:
+            return await first_wait()
+        except Exception:  # noqa: BLE001 - the schedule falls back to a whole interval
+            log.exception("could not tell when the %s job is due", name)
+            return interval
 
     async def _hand_back(self, name: str) -> None:
         """Release the lease of a job stopped halfway, so that another node (or this one, restarted)
