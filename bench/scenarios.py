@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from bench import growth, load, pull_through, writes
+from bench import growth, load, pull_through, replication, writes
 from bench.images import OciImage, build_image
 from bench.registry import OCI_MANIFEST, Client, digest_of, image_manifest, push_small_image
 from bench.results import Figure, Results
@@ -420,4 +420,5 @@ SCENARIOS: dict[str, Callable[[Settings, Target, Results], None]] = {
     **writes.SCENARIOS,
     **growth.SCENARIOS,
     **pull_through.SCENARIOS,
+    **replication.SCENARIOS,
 }

@@ -36,6 +36,7 @@ from dockyard.core.services import Services
 from dockyard.store import schema
 from dockyard.store.database import upgrade_async
 from tests.support.clients import Boto3Clients, Podman, Skopeo
+from tests.support.docker_engine import DockerEngine
 from tests.support.images import BuiltImage, build_image, build_index
 from tests.support.registry_http import RegistryHttp, registry_password
 from tests.support.server import HOST, DockyardServer, ServerFactory, free_port
@@ -66,6 +67,8 @@ class Upstream:
         self.registry_port = free_port()
         self.requests: list[tuple[str, str]] = []
         self.lies: dict[str, bytes] = {}
+        # Paths whose bodies stop after so many bytes until the event is set: a fetch under way.
+        self.gates: dict[str, tuple[int, threading.Event]] = {}
         self.process: subprocess.Popen[bytes] | None = None
         upstream = self
 
@@ -165,8 +168,14 @@ class Upstream:
                 handler.send_header(key, value)
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
-        if handler.command == "GET":
-            handler.wfile.write(body)
+        if handler.command != "GET":
+            return
+        held, gate = self.gates.get(handler.path, (len(body), None))
+        handler.wfile.write(body[:held])
+        handler.wfile.flush()
+        if gate is not None:
+            gate.wait(POLL_LIMIT)
+        handler.wfile.write(body[held:])
 
     def push(self, skopeo: Skopeo, image: BuiltImage, name: str) -> None:
         creds = ["--dest-creds", ":".join(self.credentials)] if self.credentials else []
@@ -443,3 +452,65 @@ def test_an_upstream_that_asks_for_credentials_gets_the_rule_secret(
         assert _wait_for(lambda: stored_image(clients, "private/team/app", "v1"), "the image to be stored")
     finally:
         private.close()
+
+
+def test_ranges_of_a_blob_still_being_fetched_are_answered(
+    rules: DockyardServer, upstream: Upstream, skopeo: Skopeo, tmp_path: Path
+) -> None:
+    image = build_image(tmp_path / "src", "v1", layers=[2_000_000], seed="ranges")
+    upstream.push(skopeo, image, "ranged:v1")
+    layer = image.layers[0]
+    size = len(layer.data)
+    path = f"/v2/ranged/blobs/{layer.digest}"
+    gate = threading.Event()
+    upstream.gates[path] = (size // 2, gate)
+    client = RegistryHttp.for_server(rules)
+    blob = f"/v2/hub/ranged/blobs/{layer.digest}"
+    try:
+        # The manifest's fetch starts the layer's: its first half arrives, the rest waits.
+        assert client.request("GET", "/v2/hub/ranged/manifests/v1").status_code == 200
+        early = client.request("GET", blob, headers={"Range": "bytes=100-1099"})
+        assert early.status_code == 206
+        assert early.headers["Content-Range"] == f"bytes 100-1099/{size}"
+        assert early.content == layer.data[100:1100]
+        refused = client.request("GET", blob, headers={"Range": f"bytes={size}-"})
+        assert refused.status_code == 416
+        assert refused.headers["Content-Range"] == f"bytes */{size}"
+
+        with ThreadPoolExecutor(2) as pool:
+            tail = pool.submit(client.request, "GET", blob, headers={"Range": "bytes=-1000"})
+            whole = pool.submit(client.request, "GET", blob)
+            gate.set()
+            assert tail.result().status_code == 206
+            assert tail.result().content == layer.data[-1000:]
+            # A client sharing the fetch is told the size the manifest gives.
+            assert whole.result().headers["Content-Length"] == str(size)
+            assert whole.result().content == layer.data
+    finally:
+        gate.set()
+        del upstream.gates[path]
+    assert upstream.blob_fetches()[path] == 1
+
+
+@pytest.fixture(scope="module")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
+    engine = DockerEngine(tmp_path_factory.mktemp("docker-engine")).start()
+    yield engine
+    engine.stop()
+
+
+def test_docker_pulls_through_the_cache(
+    rules: DockyardServer, upstream: Upstream, skopeo: Skopeo, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    image = build_image(tmp_path / "src", "v1", layers=[150_000, 4000], seed="docker engine")
+    upstream.push(skopeo, image, "engine/app:v1")
+    docker = docker_engine.client(tmp_path / "docker-config")
+    assert "Login Succeeded" in docker.login(rules.registry, registry_password(rules)).stdout
+    reference = f"{rules.registry}/hub/engine/app:v1"
+    docker("pull", reference)
+    inspected = json.loads(docker("image", "inspect", reference).stdout)[0]
+    assert f"{rules.registry}/hub/engine/app@{image.digest}" in inspected["RepoDigests"]
+    assert _wait_for(lambda: stored_image(Boto3Clients(rules), "hub/engine/app", "v1"), "the image to be stored")
+    fetched = upstream.blob_fetches()
+    for blob in image.blobs:
+        assert fetched[f"/v2/engine/app/blobs/{blob.digest}"] == 1, blob.digest

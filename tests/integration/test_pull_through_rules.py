@@ -173,8 +173,8 @@ def _secret(sm: Any, username: str, token: str) -> str:
     return str(sm.create_secret(Name=unique("ecr-pullthroughcache/upstream"), SecretString=value)["ARN"])
 
 
-def test_rules_lifecycle_through_the_cli(
-    server: DockyardServer, sm: Any, htpasswd_upstream: str, tmp_path: Path
+def test_rules_and_secrets_lifecycle_through_the_cli(
+    server: DockyardServer, htpasswd_upstream: str, tmp_path: Path
 ) -> None:
     # AWS CLI v1 fetches an http:// parameter's content unless told not to.
     config = tmp_path / "aws-config"
@@ -184,8 +184,14 @@ def test_rules_lifecycle_through_the_cli(
     def aws(*args: str, check: bool = True) -> Any:
         return cli(*args, check=check, env={"AWS_CONFIG_FILE": str(config)})
 
+    def secret(name: str, token: str) -> str:
+        value = json.dumps({"username": "puller", "accessToken": token})
+        return str(aws("secretsmanager", "create-secret", "--name", name, "--secret-string", value)["ARN"])
+
     prefix = unique("ghcr")
-    arn = _secret(sm, "puller", "right-token")
+    name = f"ecr-pullthroughcache/{prefix}"
+    arn = secret(name, "right-token")
+    assert aws("secretsmanager", "describe-secret", "--secret-id", arn)["Name"] == name
     created = aws(
         "ecr",
         "create-pull-through-cache-rule",
@@ -206,15 +212,29 @@ def test_rules_lifecycle_through_the_cli(
     assert rule["credentialArn"] == arn and "updatedAt" in rule
     valid = aws("ecr", "validate-pull-through-cache-rule", "--ecr-repository-prefix", prefix)
     assert valid["isValid"] is True and "failure" not in valid and valid["credentialArn"] == arn
-    wrong = _secret(sm, "puller", "wrong-token")
-    updated = aws("ecr", "update-pull-through-cache-rule", "--ecr-repository-prefix", prefix, "--credential-arn", wrong)
-    assert updated["credentialArn"] == wrong and "updatedAt" in updated
+
+    # The rule reads the secret's current value: a wrong one put there fails validation.
+    wrong_value = json.dumps({"username": "puller", "accessToken": "wrong-token"})
+    aws("secretsmanager", "put-secret-value", "--secret-id", arn, "--secret-string", wrong_value)
     invalid = aws("ecr", "validate-pull-through-cache-rule", "--ecr-repository-prefix", prefix)
     assert invalid["isValid"] is False and invalid["failure"] == AUTHENTICATION_FAILED
+
+    other = secret(f"{name}-2", "right-token")
+    updated = aws("ecr", "update-pull-through-cache-rule", "--ecr-repository-prefix", prefix, "--credential-arn", other)
+    assert updated["credentialArn"] == other and "updatedAt" in updated
+    again = aws("ecr", "validate-pull-through-cache-rule", "--ecr-repository-prefix", prefix)
+    assert again["isValid"] is True
+    listed = aws("secretsmanager", "list-secrets", "--filters", f"Key=name,Values={name}")["SecretList"]
+    assert {entry["ARN"] for entry in listed} == {arn, other}
+
     deleted = aws("ecr", "delete-pull-through-cache-rule", "--ecr-repository-prefix", prefix)
-    assert deleted["ecrRepositoryPrefix"] == prefix and deleted["credentialArn"] == wrong
+    assert deleted["ecrRepositoryPrefix"] == prefix and deleted["credentialArn"] == other
     gone = aws("ecr", "describe-pull-through-cache-rules", "--ecr-repository-prefixes", prefix, check=False)
     assert gone.returncode != 0 and "PullThroughCacheRuleNotFoundException" in gone.stderr
+    for each in (arn, other):
+        aws("secretsmanager", "delete-secret", "--secret-id", each, "--force-delete-without-recovery")
+        missing = aws("secretsmanager", "describe-secret", "--secret-id", each, check=False)
+        assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr
 
 
 def test_validation_contacts_the_upstream(

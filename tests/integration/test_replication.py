@@ -3,7 +3,9 @@ DescribeRegistry (boto3 and the AWS CLI), images pushed over the registry API co
 region and to another account of the same deployment (metadata only: blobs are shared), the
 destination registry's policy deciding across accounts, the REPLICATION creation template
 applied, referrers carried, tags following, DescribeImageReplicationStatus through every state;
-a source killed with SIGKILL mid-way losing and duplicating nothing; and two Dockyard servers as
+podman pushing with the AWS CLI's password and pulling the replica from the other region;
+managed signatures stored after their subject was copied replicated too, verifying there; a
+source killed with SIGKILL mid-way losing and duplicating nothing; and two Dockyard servers as
 two sites, the second one down for a while, skopeo pulling the replica from it."""
 
 from __future__ import annotations
@@ -13,14 +15,23 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from tests.support.clients import AwsCli, Boto3Clients, Skopeo, isolated_boto3_session
+from tests.integration.test_managed_signing import (
+    make_profile,
+    root_certificate,
+    signatures_of,
+    verify_notary_signature,
+    wait_for_signing,
+)
+from tests.support.clients import AwsCli, Boto3Clients, ContainersConfig, Podman, Skopeo, isolated_boto3_session
 from tests.support.identities import SECOND_ACCOUNT_ID, ensure_account, suffix
+from tests.support.images import build_image
 from tests.support.registry_http import OCI_MANIFEST, RegistryHttp, digest_of
 from tests.support.server import (
     DockyardServer,
@@ -353,6 +364,107 @@ def test_aws_cli_parity(server: DockyardServer, registry: RegistryHttp) -> None:
     )
     assert refused.returncode != 0
     assert "InvalidParameterException" in refused.stderr
+
+
+def test_podman_push_is_replicated_and_podman_pulls_the_replica(
+    server: DockyardServer, podman: Podman, containers_config: ContainersConfig, tmp_path: Path
+) -> None:
+    """The user guide's flow with unmodified clients: the AWS CLI configures replication and logs
+    podman in; podman pushes to one region and pulls the copy from the other, by that region's
+    registry host name (reached through the server as an HTTP proxy, which keeps the name)."""
+    aws = AwsCli(server)
+    prefix = f"podman-{suffix()}"
+    repository = f"{prefix}/app"
+    configuration = {
+        "rules": [
+            {
+                "destinations": [{"region": OTHER_REGION, "registryId": server.account_id}],
+                "repositoryFilters": [{"filter": prefix, "filterType": "PREFIX_MATCH"}],
+            }
+        ]
+    }
+    aws("ecr", "put-replication-configuration", "--replication-configuration", json.dumps(configuration))
+    aws("ecr", "create-repository", "--repository-name", repository)
+    containers_config.trust_server(server)
+    podman.login(server.registry, aws("ecr", "get-login-password"))
+    image = build_image(tmp_path / "layout", "v1", [64 * 1024, {"etc/motd": b"replicated\n"}], seed=prefix)
+    image_id = podman.load(image, f"localhost/{prefix}:v1")
+    target = f"{server.registry}/{repository}:v1"
+    podman("tag", f"localhost/{prefix}:v1", target)
+    pushed = podman.push(target)
+    assert isinstance(pushed, str) and pushed.startswith("sha256:")
+
+    deadline = time.monotonic() + REPLICATION_TIMEOUT
+    while True:
+        status = aws(
+            "ecr", "describe-image-replication-status", "--repository-name", repository, "--image-id", "imageTag=v1"
+        )
+        if status["replicationStatuses"][0]["status"] == "COMPLETE":
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    assert status["imageId"] == {"imageTag": "v1", "imageDigest": pushed}
+    listed = aws("ecr", "list-images", "--repository-name", repository, "--region", OTHER_REGION)
+    assert listed["imageIds"] == [{"imageDigest": pushed, "imageTag": "v1"}]
+
+    west = f"{server.account_id}.dkr.ecr.{OTHER_REGION}.localhost:{server.port}"
+    containers_config.add_insecure(west)
+    proxy = {"HTTP_PROXY": server.url, "http_proxy": server.url, "NO_PROXY": "", "no_proxy": ""}
+    password = aws("ecr", "get-login-password", "--region", OTHER_REGION)
+    podman("login", "--username", "AWS", "--password-stdin", west, input=password, env=proxy)
+    # Nothing of the image left locally: the pull fetches every layer from the replica.
+    podman("rmi", "--force", image_id)
+    podman("pull", "--quiet", f"{west}/{repository}:v1", env=proxy)
+    pulled = podman.inspect(f"{west}/{repository}:v1")
+    assert pulled["Digest"] == pushed
+    assert pulled["Id"] == image_id
+
+
+def test_managed_signatures_are_replicated_and_verify_there(
+    clients: Boto3Clients, server: DockyardServer, registry: RegistryHttp
+) -> None:
+    """The signing worker stores a signature after its image was pushed (and perhaps copied
+    already): the signature is replicated in its own right, and verifies in the other region."""
+    signer, ecr = clients("signer"), clients("ecr")
+    prefix = f"signed-{suffix()}"
+    repository = f"{prefix}/app"
+    profile = make_profile(signer, prefix.replace("-", "_"))["arn"]
+    ecr.put_signing_configuration(
+        signingConfiguration={
+            "rules": [
+                {
+                    "signingProfileArn": profile,
+                    "repositoryFilters": [{"filter": f"{prefix}/*", "filterType": "WILDCARD_MATCH"}],
+                }
+            ]
+        }
+    )
+    try:
+        configure(ecr, [(OTHER_REGION, server.account_id)], prefix)
+        ecr.create_repository(repositoryName=repository)
+        digest, manifest = registry.push_image(repository, "v1", [b"signed layer " + prefix.encode()])
+        [signed] = wait_for_signing(ecr, repository, digest)
+        assert signed["status"] == "COMPLETE"
+        [descriptor] = signatures_of(registry, repository, digest)
+        signature = descriptor["digest"]
+        wait_for_status(ecr, repository, digest)
+        # The signature's own copy: queued when the worker stored it, whatever the subject's did.
+        assert wait_for_status(ecr, repository, signature) == [
+            {"region": OTHER_REGION, "registryId": server.account_id, "status": "COMPLETE"}
+        ]
+    finally:
+        ecr.delete_signing_configuration()
+
+    west = ecr_as(server, (server.access_key_id, server.secret_access_key), OTHER_REGION)
+    assert images_in(west, repository) == {digest: ["v1"], signature: []}
+    referrers = region_request(server, west, "GET", f"/v2/{repository}/referrers/{digest}").json()["manifests"]
+    assert [r["digest"] for r in referrers] == [signature]
+    copied = region_request(server, west, "GET", f"/v2/{repository}/manifests/{signature}")
+    assert copied.status_code == 200, copied.text
+    [layer] = copied.json()["layers"]
+    envelope = region_request(server, west, "GET", f"/v2/{repository}/blobs/{layer['digest']}")
+    assert envelope.status_code == 200 and digest_of(envelope.content) == layer["digest"]
+    verify_notary_signature(envelope.content, root_certificate(server), digest, len(manifest))
 
 
 def replication_rows(server: DockyardServer) -> list[tuple[str, int]]:

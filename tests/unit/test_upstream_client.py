@@ -119,3 +119,24 @@ async def test_missing_and_failing_upstreams_say_which() -> None:
     with pytest.raises(UpstreamError) as failing:
         await client.manifest("app", "latest")
     assert failing.value.reason == "unavailable"
+
+
+async def test_a_registry_reached_at_another_address_is_named_in_host_and_signed_in_at_once() -> None:
+    seen: list[httpx.Request] = []
+
+    def site(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        assert request.headers["host"] == "123456789012.dkr.ecr.us-west-2.amazonaws.com"
+        assert request.headers["authorization"] == "Basic " + base64.b64encode(b"AWS:pw").decode()
+        return _manifest_response()
+
+    client = UpstreamClient(
+        "http://127.0.0.1:9",
+        ("AWS", "pw"),
+        host="123456789012.dkr.ecr.us-west-2.amazonaws.com",
+        basic=True,
+        transport=httpx.MockTransport(site),
+    )
+    await client.manifest("team/app", "v1")
+    assert len(seen) == 1  # no anonymous request first
+    await client.aclose()

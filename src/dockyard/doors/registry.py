@@ -492,9 +492,12 @@ class RegistryDoor:
             pulled = await pull_through.pull_blob(self.svc, caller, account, name, digest)
             if pulled is None:
                 raise
-            length = {} if pulled.size is None else {"Content-Length": str(pulled.size)}
-            del headers["Accept-Ranges"]  # the bytes come as the upstream sends them: no Range yet
-            return StreamingResponse(pulled.chunks, headers=headers | length, media_type="application/octet-stream")
+            if pulled.size is None and "range" in request.headers:
+                # No range can be placed in bytes of unknown length: the fetch runs to its end
+                # (its digest checked), then the stored blob answers.
+                await pull_through.finish(pulled, name, digest, account)
+                return await self._serve_blob(request, caller, account, name, digest)
+            return _pulled_response(request, pulled, headers)
         if head:
             return Response(
                 status_code=200, headers=headers | {"Content-Length": str(size)}, media_type="application/octet-stream"
@@ -577,3 +580,20 @@ class RegistryDoor:
             upload = await uploads.find_upload(self.svc, caller, account, name, upload_id, "ecr:UploadLayerPart")
             raise RegistryError(416, "BLOB_UPLOAD_INVALID", exc.message, headers=_upload_headers(name, upload)) from exc
         return _blob_created(name, digest)
+
+
+def _pulled_response(request: Request, pulled: pull_through.BlobPull, headers: dict[str, str]) -> Response:
+    """A blob on its way from a pull through cache's upstream: whole, or the range asked (sent as
+    its bytes arrive). Without a known size, whole and without Accept-Ranges."""
+    if pulled.size is None:
+        del headers["Accept-Ranges"]
+        return StreamingResponse(pulled.chunks, headers=headers, media_type="application/octet-stream")
+    try:
+        window = requested_range(request.headers.get("range"), pulled.size)
+    except RangeNotSatisfiable as exc:
+        raise RegistryError(416, "SIZE_INVALID", str(exc), headers=exc.headers) from None
+    if window is None:
+        length = {"Content-Length": str(pulled.size)}
+        return StreamingResponse(pulled.chunks, headers=headers | length, media_type="application/octet-stream")
+    chunks = pull_through.byte_range(pulled.chunks, window.first, window.end)
+    return StreamingResponse(chunks, 206, headers=headers | window.headers, media_type="application/octet-stream")

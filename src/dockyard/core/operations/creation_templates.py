@@ -1,12 +1,14 @@
 """Repository creation templates, and creating a repository on push from one.
 
 A template names a namespace prefix (``prod`` stands for ``prod/``; ``ROOT`` for any name no
-other template claims) and the settings a repository created in it gets. Of the scenarios a
-template may apply to, Dockyard acts on CREATE_ON_PUSH: a push to a missing repository whose
+other template claims) and the settings a repository created in it gets. Dockyard acts on each
+scenario a template may apply to. CREATE_ON_PUSH: a push to a missing repository whose
 name falls under a CREATE_ON_PUSH template creates it with the template's settings (the
 longest matching prefix wins). Without such a template a push to a missing repository fails
-with RepositoryNotFoundException, as the seed describes. REPLICATION and PULL_THROUGH_CACHE
-templates are stored and reported only.
+with RepositoryNotFoundException, as the seed describes. A REPLICATION template gives its
+settings to a repository replication creates in its registry (core/replication/local.py), a
+PULL_THROUGH_CACHE template to one a pull through cache creates (core/registry/pull_through.py),
+through template_for.
 """
 
 from __future__ import annotations

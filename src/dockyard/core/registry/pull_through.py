@@ -11,7 +11,8 @@ of a tag a cache wrote: repositories that are not caches pay nothing else.
   leader streams the upstream's bytes to its client while appending them to an upload in the
   blob store, checks the digest at the end and only then places and links the blob; a failed
   check discards the upload and aborts the client's stream. Followers tail the leader's upload
-  file on a filesystem store, or wait for the blob to be placed on others.
+  file on a filesystem store, or wait for the blob to be placed on others. A Range is cut from
+  the bytes as they arrive (byte_range): sent once they are there, without waiting for the rest.
 - A tag is re-checked against the upstream at most once per TAG_RECHECK_SECONDS (`clock` says
   when; tests replace it). A digest never needs the upstream once stored, and what is cached
   keeps serving when the upstream is down."""
@@ -23,6 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,7 @@ from dockyard.core.identity.access import Resource, authorize, repository_arn
 from dockyard.core.identity.caller import Caller, root_caller
 from dockyard.core.operations.account_settings import registry_policy_in_force
 from dockyard.core.operations.creation_templates import template_for
-from dockyard.core.registry import images, repositories
+from dockyard.core.registry import images, pull_through_ecr, repositories
 from dockyard.core.registry.blobs import link
 from dockyard.core.registry.manifests import Manifest, is_digest
 from dockyard.core.registry.pull_through_rules import (
@@ -54,6 +56,7 @@ from dockyard.core.registry.pull_through_rules import (
 )
 from dockyard.core.registry.repositories import Repository, RepositorySettings, insert_repository, repository_resource
 from dockyard.core.registry.upstream_client import UpstreamClient, UpstreamError, UpstreamManifest
+from dockyard.core.remote_sites import SiteCredentialsMissing
 from dockyard.core.secrets.values import upstream_credentials
 from dockyard.core.services import Services, now
 from dockyard.store import schema
@@ -118,12 +121,25 @@ class _Source:
         if not upstream_permitted(svc.settings.pull_through_upstreams, self.rule.upstream_registry_url):
             # The operator has taken the rule's host off the list since the rule was written.
             raise UpstreamError("unavailable", f"the upstream {self.rule.upstream_registry_url} is not permitted here")
+        if self.rule.upstream_registry == "ecr":
+            reached = await _site_client(svc, self.rule)
+            if reached is not None:
+                return reached
         credentials = None
         if self.rule.credential_arn:
             credentials = await upstream_credentials(
                 svc, self.rule.account_id, self.rule.region, self.rule.credential_arn
             )
         return UpstreamClient(upstream_base_url(self.rule), credentials)
+
+
+async def _site_client(svc: Services, rule: CacheRule) -> UpstreamClient | None:
+    """A client of an ECR upstream that another Dockyard deployment serves, signed in there."""
+    try:
+        upstream = pull_through_ecr.site_upstream(svc.settings, rule.upstream_registry_url, rule.custom_role_arn)
+    except SiteCredentialsMissing as exc:
+        raise UpstreamError("unauthorized", str(exc)) from exc
+    return None if upstream is None else await pull_through_ecr.client(upstream)
 
 
 async def _source(svc: Services, account_id: str, region: str, name: str) -> _Source | None:
@@ -478,12 +494,17 @@ async def ensure_blob(svc: Services, caller: Caller, account_id: str, repo: Repo
     pulled = await pull_blob(svc, caller, account_id, repo.name, digest, api=True)
     if pulled is None:
         return None
+    await finish(pulled, repo.name, digest, account_id)
+    return await _linked_size(svc, repo, digest)
+
+
+async def finish(pulled: BlobPull, name: str, digest: str, account_id: str) -> None:
+    """Read a blob pull to its end, so that the blob is stored, verified and linked."""
     try:
         async for _ in pulled.chunks:
             pass
     except UpstreamError as exc:
-        raise layer_failure(repo.name, digest, account_id, exc.detail) from exc
-    return await _linked_size(svc, repo, digest)
+        raise layer_failure(name, digest, account_id, exc.detail) from exc
 
 
 async def pending_reference(svc: Services, repo: Repository, digest: str) -> bool:
@@ -667,7 +688,29 @@ async def _lead(svc: Services, source: _Source, repo: Repository, digest: str, u
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
     size = await fetch.started  # the upstream's failure to answer at all raises here
-    return BlobPull(size, fetch.stream())
+    return BlobPull(await _known_size(svc, repo, digest, size), fetch.stream())
+
+
+async def _known_size(svc: Services, repo: Repository, digest: str, size: int | None) -> int | None:
+    """`size` (what the upstream or the fetch's lease said), else what a fetched manifest of
+    `repo` gives: an upstream that streams without Content-Length still lets responses carry one."""
+    if size is not None:
+        return size
+    async with svc.db.read() as conn:
+        return await _described_size(conn, repo, digest)
+
+
+async def byte_range(chunks: AsyncIterator[bytes], first: int, end: int) -> AsyncIterator[bytes]:
+    """Bytes first..end (exclusive) of a blob's bytes as they arrive: each as soon as it is there.
+    The rest of the blob is not waited for (the fetch goes on without this client)."""
+    offset = 0
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            start, offset = offset, offset + len(chunk)
+            if offset > first:
+                yield chunk[max(first - start, 0) : end - start]
+            if offset >= end:
+                return
 
 
 async def _stored(svc: Services, digest: str, size: int) -> AsyncIterator[bytes]:
@@ -708,6 +751,7 @@ async def _follow(svc: Services, repo: Repository, digest: str, holder: tuple[st
         while await _lease_of(svc, digest) is not None:
             await asyncio.sleep(LEASE_POLL)
         return await _placed(svc, repo, digest)
+    size = await _known_size(svc, repo, digest, size)
     return BlobPull(size, _tail(svc, repo, digest, upload_id, handle, size))
 
 

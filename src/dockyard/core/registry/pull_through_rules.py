@@ -31,6 +31,9 @@ from dockyard.core.identity.access import authorize
 from dockyard.core.identity.caller import Caller
 from dockyard.core.operations.account_settings import governed_registry
 from dockyard.core.paging import decode_token, encode_token, page_size
+from dockyard.core.registry import pull_through_ecr
+from dockyard.core.registry.upstream_client import UpstreamError
+from dockyard.core.remote_sites import SiteCredentialsMissing, basic_authorization
 from dockyard.core.secrets.values import upstream_credentials
 from dockyard.core.services import Services, now
 from dockyard.store import schema
@@ -458,6 +461,8 @@ async def _validation_failure(svc: Services, rule: CacheRule) -> str | None:
     if not upstream_permitted(svc.settings.pull_through_upstreams, rule.upstream_registry_url):
         # A host the operator has since taken off the list.
         return UNSUPPORTED_UPSTREAM
+    if rule.upstream_registry == "ecr":
+        return await _ecr_validation_failure(svc, rule)
     credentials: tuple[str, str] | None = None
     if rule.credential_arn is not None:
         try:
@@ -468,23 +473,51 @@ async def _validation_failure(svc: Services, rule: CacheRule) -> str | None:
     import httpx
 
     try:
-        return await probe_upstream(
-            upstream_base_url(rule), credentials, iam_authenticated=rule.upstream_registry == "ecr"
-        )
+        return await probe_upstream(upstream_base_url(rule), credentials)
     except httpx.HTTPError:
         return UNREACHABLE
+
+
+async def _ecr_validation_failure(svc: Services, rule: CacheRule) -> str | None:
+    """Sign in to an ECR upstream as its pulls will: at the configured site serving its region,
+    with the site's key (or the rule's role assumed there). An ECR upstream elsewhere takes an
+    IAM identity this deployment does not have there: reaching it, it cannot sign in."""
+    import httpx
+
+    try:
+        upstream = pull_through_ecr.site_upstream(svc.settings, rule.upstream_registry_url, rule.custom_role_arn)
+    except SiteCredentialsMissing:
+        return AUTHENTICATION_FAILED
+    if upstream is None:
+        try:
+            failure = await probe_upstream(upstream_base_url(rule), None)
+        except httpx.HTTPError:
+            return UNREACHABLE
+        # It asks for credentials, and no secret may stand in for an IAM identity.
+        return AUTHENTICATION_FAILED if failure == NEEDS_SECRET else failure
+    try:
+        password = await pull_through_ecr.password(upstream)
+    except UpstreamError as exc:
+        return AUTHENTICATION_FAILED if exc.reason == "unauthorized" else UNREACHABLE
+    headers = {"Host": upstream.host, "Authorization": basic_authorization(password)}
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(PROBE_TIMEOUT)) as client:
+            answer = await client.get(f"{upstream.site.url}/v2/", headers=headers)
+    except httpx.HTTPError:
+        return UNREACHABLE
+    if answer.status_code == 200:
+        return None
+    return AUTHENTICATION_FAILED if answer.status_code in (401, 403) else UNREACHABLE
 
 
 # Seconds, for each request of a probe.
 PROBE_TIMEOUT = 30.0
 
 
-async def probe_upstream(
-    base_url: str, credentials: tuple[str, str] | None, *, iam_authenticated: bool = False
-) -> str | None:
+async def probe_upstream(base_url: str, credentials: tuple[str, str] | None) -> str | None:
     """Authenticate to the upstream's /v2/ as a registry client does: anonymously, then by the
     challenge it answers (a Bearer token from its realm, or Basic). None when it lets us in,
-    else why not. An ECR upstream takes IAM credentials, not a secret: reaching it is enough."""
+    else why not."""
     import httpx
 
     auth = httpx.BasicAuth(*credentials) if credentials is not None else None
@@ -494,8 +527,6 @@ async def probe_upstream(
             return None
         if first.status_code != 401:
             return UNREACHABLE
-        if iam_authenticated:
-            return None
         challenge = first.headers.get("www-authenticate", "")
         scheme, _, rest = challenge.partition(" ")
         if credentials is None:

@@ -67,21 +67,29 @@ def digest_of(data: bytes, algorithm: str = "sha256") -> str:
 
 class UpstreamClient:
     """One upstream registry at `base` (scheme, host and port), with the credentials (username,
-    secret) a rule's secret holds."""
+    secret) a rule's secret holds. `host` names the registry in the Host header when it is
+    reached at another address (another Dockyard site, by its ECR host name); `basic` sends the
+    credentials with every request instead of waiting for a challenge (a registry known to take
+    Basic)."""
 
     def __init__(
         self,
         base: str,
         credentials: tuple[str, str] | None = None,
         *,
+        host: str | None = None,
+        basic: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base = base.rstrip("/")
         self.credentials = credentials
+        self.host_header = {"Host": host} if host else {}
         self._own = transport is not None
         self.http = _new_http(transport) if self._own else _shared_http()
         # Bearer tokens by scope, with when they stop being good.
         self._tokens: dict[str, tuple[str, float]] = {}
+        if basic and credentials is not None:
+            self._tokens["basic"] = ("", float("inf"))
 
     async def aclose(self) -> None:
         if self._own:
@@ -135,7 +143,7 @@ class UpstreamClient:
         scope = f"repository:{repository}:pull"
         for attempt in range(3):
             auth = self._authorization(scope)
-            request = self.http.build_request(method, url, headers=headers | auth)
+            request = self.http.build_request(method, url, headers=headers | auth | self.host_header)
             try:
                 response = await self.http.send(request, stream=stream)
             except httpx.HTTPError as exc:

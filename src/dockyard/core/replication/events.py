@@ -1,13 +1,18 @@
 """The CloudTrail events replication leaves in the destination registry's account: ECR records
 the CreateRepository and ReplicateImage calls its replication makes there, failed ones with
-their error, so that the destination's owner sees what was written into (or refused by) it."""
+their error, so that the destination's owner sees what was written into (or refused by) it.
+
+An event's ID is derived from the job's round (jobs.ReplicationJob.round_key) and what it
+records, so a worker that takes over the job of one that died after recording an event records
+it under the same ID: the trail may then hold it twice, as CloudTrail's delivery may, and
+readers count it once by its eventID."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from dockyard.audit.events import ECR_SOURCE, EVENT_VERSION, event_time
-from dockyard.observe.ids import new_ordered_id
 
 
 def replication_event(
@@ -20,6 +25,7 @@ def replication_event(
     repository: str,
     digest: str | None,
     moment: float,
+    round_key: str,
     error: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """A CreateRepository or ReplicateImage event, as the replication service's call."""
@@ -43,7 +49,7 @@ def replication_event(
         "userAgent": ECR_SOURCE,
         "requestParameters": parameters,
         "responseElements": None,
-        "eventID": new_ordered_id(),
+        "eventID": _event_id(round_key, name, digest, error),
         "readOnly": False,
         "resources": [{"accountId": destination_account, "type": "AWS::ECR::Repository", "ARN": arn}],
         "eventType": "AwsApiCall",
@@ -59,3 +65,9 @@ def replication_event(
     else:
         del event["sharedEventID"]
     return event
+
+
+def _event_id(round_key: str, name: str, digest: str | None, error: tuple[str, str] | None) -> str:
+    """A UUID-shaped ID that is the same for the same record of the same round."""
+    text = hashlib.sha256(f"{round_key}|{name}|{digest}|{error and error[0]}".encode()).hexdigest()
+    return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-{'89ab'[int(text[16], 16) & 3]}{text[17:20]}-{text[20:32]}"

@@ -41,6 +41,13 @@ class ReplicationJob:
     repository: str
     digest: str
     attempts: int
+    # When the job became due: the same for a worker that takes over a dead one's claim, new
+    # when a push re-opens the job or a failure puts it off. Names the writes of one round.
+    due_at: float
+
+    @property
+    def round_key(self) -> str:
+        return f"{self.image_id}/{self.destination_region}/{self.destination_registry}/{self.due_at!r}"
 
 
 def backoff(attempts: int) -> float:
@@ -64,7 +71,7 @@ async def claim_next(svc: Services, node: str, lease_seconds: float = LEASE_SECO
         if (await conn.execute(select(*keys).where(_claimable(lease_seconds)).limit(1))).first() is None:
             return None
     async with svc.db.write() as conn:
-        query = select(*keys, statuses.c.attempts).where(_claimable(lease_seconds))
+        query = select(*keys, statuses.c.attempts, statuses.c.next_attempt_at).where(_claimable(lease_seconds))
         row = (await conn.execute(query.order_by(statuses.c.next_attempt_at).limit(1))).first()
         if row is None:
             return None
@@ -97,6 +104,7 @@ async def claim_next(svc: Services, node: str, lease_seconds: float = LEASE_SECO
         found.name,
         found.digest,
         row.attempts,
+        float(row.next_attempt_at),
     )
 
 

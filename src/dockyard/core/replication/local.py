@@ -74,6 +74,7 @@ async def replicate(
     repository: str,
     carried: list[CarriedImage],
     record: Record,
+    round_key: str,
 ) -> None:
     """Write `carried` into `repository` of the destination registry, creating it if missing."""
 
@@ -88,6 +89,7 @@ async def replicate(
                 repository=repository,
                 digest=digest,
                 moment=time.time(),
+                round_key=round_key,
                 error=error,
             )
         )

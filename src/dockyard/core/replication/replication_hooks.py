@@ -14,6 +14,7 @@ again, as ECR does not chain replication."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,7 +23,7 @@ from dockyard.core.identity.caller import Caller
 from dockyard.core.registry.manifests import Manifest
 from dockyard.core.registry.repositories import Repository
 from dockyard.core.replication.rules import IN_PROGRESS, destinations_for
-from dockyard.core.services import now
+from dockyard.core.services import Services, now
 from dockyard.store import schema
 from dockyard.store.prepared import Prepared
 
@@ -34,6 +35,16 @@ _RULES = Prepared(
         configurations.c.account_id == bindparam("account_id"), configurations.c.region == bindparam("region")
     )
 )
+
+
+async def with_own_replication(svc: Services, caller: Caller) -> Caller:
+    """`caller` (one the server built) carrying its own registry when that registry has a
+    replication configuration, so that its pushes there are replicated as a user's would be."""
+    async with svc.db.read() as conn:
+        rules_text = (await _RULES.execute(conn, {"account_id": caller.account_id, "region": caller.region})).scalar()
+    if rules_text is None:
+        return caller
+    return replace(caller, replication_registries=caller.replication_registries | {(caller.account_id, caller.region)})
 
 
 async def queue_replication_on_push(

@@ -33,6 +33,7 @@ async def perform(svc: Services, job: jobs.ReplicationJob, node: str, record: Re
                 repository=job.repository,
                 carried=carried,
                 record=record,
+                round_key=job.round_key,
             )
     except ReplicationRefused as exc:
         log.info("replication of %s@%s to %s/%s failed: %s", job.repository, job.digest, *_to(job), exc.reason)

@@ -10,13 +10,19 @@ names its account and region whatever URL the site is reached at."""
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dockyard.core.registry import blobs
+from dockyard.core.remote_sites import (
+    Site,
+    SiteCredentialsMissing,
+    basic_authorization,
+    configured_site,
+    ecr_call,
+    registry_host,
+    token_password,
+)
 from dockyard.core.replication.local import ReplicationRefused
 from dockyard.core.replication.source import CarriedImage
 from dockyard.core.services import Services
@@ -26,7 +32,6 @@ from dockyard.core.services import Services
 if TYPE_CHECKING:
     import httpx
 
-TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
 SITE_UNAVAILABLE = "SiteUnavailable"
 # Seconds: for a whole request, and for connecting.
 TIMEOUT, CONNECT_TIMEOUT = 60.0, 10.0
@@ -41,39 +46,12 @@ class SiteUnavailable(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Site:
-    region: str
-    url: str
-    access_key_id: str
-    secret_access_key: str
-
-
 def site_for(svc: Services, region: str) -> Site | None:
     """The site serving `region`, if the operator named one; ReplicationRefused without credentials."""
-    url = svc.settings.replication_sites.get(region)
-    if url is None:
-        return None
-    key_id, _, secret = svc.settings.replication_site_credentials.get(region, "").partition(":")
-    if not key_id or not secret:
-        raise ReplicationRefused("AccessDenied", f"No credentials are configured for the replication site of {region}")
-    return Site(region, url.rstrip("/"), key_id, secret)
-
-
-def _host(account_id: str, region: str) -> str:
-    return f"{account_id}.dkr.ecr.{region}.amazonaws.com"
-
-
-async def _ecr(client: httpx.AsyncClient, site: Site, operation: str, body: dict[str, object]) -> httpx.Response:
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    data = json.dumps(body).encode()
-    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": TARGET_PREFIX + operation}
-    request = AWSRequest("POST", site.url + "/", data=data, headers=headers)
-    SigV4Auth(Credentials(site.access_key_id, site.secret_access_key), "ecr", site.region).add_auth(request)
-    return await client.post(site.url + "/", content=data, headers=dict(request.headers.items()))
+    try:
+        return configured_site(svc.settings, region)
+    except SiteCredentialsMissing as exc:
+        raise ReplicationRefused("AccessDenied", str(exc)) from exc
 
 
 def _check(response: httpx.Response, what: str) -> None:
@@ -86,14 +64,13 @@ def _check(response: httpx.Response, what: str) -> None:
 
 
 async def _password(client: httpx.AsyncClient, site: Site) -> str:
-    response = await _ecr(client, site, "GetAuthorizationToken", {})
+    response = await ecr_call(client, site, "GetAuthorizationToken", {})
     _check(response, "GetAuthorizationToken")
-    token = response.json()["authorizationData"][0]["authorizationToken"]
-    return base64.b64decode(token).decode().partition(":")[2]
+    return token_password(response)[0]
 
 
 async def _ensure_repository(client: httpx.AsyncClient, site: Site, registry: str, name: str) -> None:
-    response = await _ecr(client, site, "CreateRepository", {"registryId": registry, "repositoryName": name})
+    response = await ecr_call(client, site, "CreateRepository", {"registryId": registry, "repositoryName": name})
     if response.status_code == 400 and "RepositoryAlreadyExistsException" in response.text:
         return
     _check(response, f"CreateRepository {name}")
@@ -134,8 +111,7 @@ async def replicate(svc: Services, site: Site, registry: str, repository: str, c
         async with httpx.AsyncClient(timeout=httpx.Timeout(TIMEOUT, connect=CONNECT_TIMEOUT)) as client:
             password = await _password(client, site)
             await _ensure_repository(client, site, registry, repository)
-            auth = "Basic " + base64.b64encode(f"AWS:{password}".encode()).decode()
-            headers = {"Authorization": auth, "Host": _host(registry, site.region)}
+            headers = {"Authorization": basic_authorization(password), "Host": registry_host(registry, site.region)}
             base = f"{site.url}/v2/{repository}"
             for image in carried:
                 for digest, size in image.blobs.items():

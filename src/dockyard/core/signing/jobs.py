@@ -17,6 +17,7 @@ from sqlalchemy import and_, or_, select, update
 from dockyard.core.errors import DockyardError
 from dockyard.core.identity.caller import root_caller
 from dockyard.core.registry import blobs, images
+from dockyard.core.replication.replication_hooks import with_own_replication
 from dockyard.core.services import Services, now
 from dockyard.core.signing import profiles, signatures
 from dockyard.core.signing.keys import SealedKeyError
@@ -156,7 +157,8 @@ async def _sign_and_store(svc: Services, job: SigningJob) -> str:
     envelope = signatures.build_envelope(job.target, key.private_key, chain, datetime.now(UTC), key.validity)
     manifest = signatures.build_signature_manifest(job.target, envelope, chain)
     # The system signs on the registry's behalf: the pusher's right to sign was checked at push.
-    system = root_caller(job.account_id, job.region)
+    # The signature is replicated as any referrer pushed after its subject would be.
+    system = await with_own_replication(svc, root_caller(job.account_id, job.region))
     try:
         await _store_blob(svc, job, envelope)
         await _store_blob(svc, job, signatures.EMPTY_CONFIG)
