@@ -7,59 +7,37 @@ is idempotent, so a job taken over mid-way repeats nothing visible."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import socket
-import uuid
 from typing import Any
 
 from dockyard.audit.trail import AuditTrail
 from dockyard.core.replication import jobs
 from dockyard.core.services import Services
+from dockyard.workers.polling import POLL_INTERVAL, PollingWorker
 
 log = logging.getLogger("dockyard.replication")
 
-POLL_INTERVAL = 0.5
 # How often the claims of this host's dead processes are looked for (and once at start).
 DEAD_CLAIMS_INTERVAL = 30.0
 INTERNAL_ERROR = "InternalError"
 
 
-class ReplicationWorker:
+class ReplicationWorker(PollingWorker):
+    name = "dockyard-replication-worker"
+    log = log
+
     def __init__(self, svc: Services, trail: AuditTrail | None = None, *, poll_interval: float = POLL_INTERVAL) -> None:
+        super().__init__(poll_interval)
         self.svc = svc
         self.trail = trail
-        self.poll_interval = poll_interval
-        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
-        self._task: asyncio.Task[None] | None = None
+        self._dead_claims_checked = -DEAD_CLAIMS_INTERVAL
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="dockyard-replication-worker")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        checked = -DEAD_CLAIMS_INTERVAL
+    async def before_turn(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                if loop.time() - checked >= DEAD_CLAIMS_INTERVAL:
-                    checked = loop.time()
-                    await jobs.release_dead_claims(self.svc, socket.gethostname())
-                busy = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - one bad turn must not stop replication for good
-                log.exception("replication worker turn failed")
-                busy = False
-            if not busy:
-                await asyncio.sleep(self.poll_interval)
+        if loop.time() - self._dead_claims_checked >= DEAD_CLAIMS_INTERVAL:
+            self._dead_claims_checked = loop.time()
+            await jobs.release_dead_claims(self.svc, socket.gethostname())
 
     async def _record(self, event: dict[str, Any]) -> None:
         if self.trail is not None and self.trail.running:

@@ -10,12 +10,9 @@ trail as the "ECR Image Scan" event ECR sends to EventBridge."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import socket
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
@@ -24,6 +21,7 @@ from dockyard.audit.trail import AuditTrail
 from dockyard.core.registry.manifests import parse_manifest
 from dockyard.core.scanning import scans
 from dockyard.core.services import Services
+from dockyard.workers.polling import POLL_INTERVAL, PollingWorker
 
 if TYPE_CHECKING:
     from dockyard.scanner.inventory import Inventory
@@ -32,42 +30,20 @@ log = logging.getLogger("dockyard.scans")
 
 TIMEOUT_ENV = "DOCKYARD_SCAN_TIMEOUT_SECONDS"
 DEFAULT_TIMEOUT = 3600.0
-POLL_INTERVAL = 0.5
 LEASE_SECONDS = 300.0
 # Layers a registry may legitimately not hold (Windows base layers and the like).
 _FOREIGN_MARKERS = ("foreign", "nondistributable")
 
 
-class ScanWorker:
+class ScanWorker(PollingWorker):
+    name = "dockyard-scan-worker"
+    log = log
+
     def __init__(self, svc: Services, trail: AuditTrail | None = None, *, poll_interval: float = POLL_INTERVAL) -> None:
+        super().__init__(poll_interval)
         self.svc = svc
         self.trail = trail
-        self.poll_interval = poll_interval
         self.timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
-        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="dockyard-scan-worker")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                busy = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - one bad turn must not stop scanning for good
-                log.exception("scan worker turn failed")
-                busy = False
-            if not busy:
-                await asyncio.sleep(self.poll_interval)
 
     async def run_once(self) -> bool:
         """Do one piece of work, if there is any; True when something was done."""

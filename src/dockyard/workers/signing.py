@@ -7,48 +7,22 @@ one profile and the work of a process that died is taken over."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
-import uuid
 
 from dockyard.core.services import Services
 from dockyard.core.signing import jobs
+from dockyard.workers.polling import POLL_INTERVAL, PollingWorker
 
 log = logging.getLogger("dockyard.signing")
 
-POLL_INTERVAL = 0.5
 
+class SigningWorker(PollingWorker):
+    name = "dockyard-signing-worker"
+    log = log
 
-class SigningWorker:
     def __init__(self, svc: Services, *, poll_interval: float = POLL_INTERVAL) -> None:
+        super().__init__(poll_interval)
         self.svc = svc
-        self.poll_interval = poll_interval
-        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="dockyard-signing-worker")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                busy = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - one bad turn must not stop signing for good
-                log.exception("signing worker turn failed")
-                busy = False
-            if not busy:
-                await asyncio.sleep(self.poll_interval)
 
     async def run_once(self) -> bool:
         """Make one signature, if one is waiting; True when something was done."""
