@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ from dockyard.core.errors import (
     ImageDigestDoesNotMatchException,
     ImageNotFoundException,
     ImageTagAlreadyExistsException,
+    InvalidParameterException,
     LayersNotFoundException,
     LimitExceededException,
     ManifestInvalid,
@@ -482,6 +483,31 @@ _MOVE_TAG = Prepared(
     .where(tags.c.repository_id == bindparam("repository_id"), tags.c.name == bindparam("name"))
     .values(image_id=bindparam("image_id"), updated_at=bindparam("updated_at"))
 )
+
+
+async def resolve_image(conn: AsyncConnection, repo: Repository, image_id: Mapping[str, Any]) -> StoredImage:
+    """The image an ECR `imageId` names (its digest, its tag, or both, which must agree);
+    ImageNotFoundException when there is none."""
+    digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
+    if not digest and not tag:
+        raise InvalidParameterException(
+            "Invalid parameter at 'imageId' failed to satisfy constraint: 'must contain an imageDigest or an imageTag'"
+        )
+    image = await find_image(conn, repo, digest or tag)
+    if image is not None and digest and tag:
+        tagged = await find_image(conn, repo, tag)
+        image = image if tagged is not None and tagged.id == image.id else None
+    if image is None:
+        raise image_not_found(repo, digest or tag, tag)
+    return image
+
+
+def image_id_of(image: StoredImage, requested: Mapping[str, Any]) -> dict[str, str]:
+    """The `imageId` an answer names `image` by: its digest, and the tag the request gave."""
+    found = {"imageDigest": image.digest}
+    if requested.get("imageTag"):
+        found["imageTag"] = requested["imageTag"]
+    return found
 
 
 def repository_of(row: tuple[Any, ...]) -> Repository:

@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from dockyard.core.errors import InvalidParameterException
 from dockyard.core.identity.access import authorize
 from dockyard.core.identity.caller import Caller
 from dockyard.core.operations.account_settings import governed_registry
@@ -54,32 +53,14 @@ async def replication_rules(svc: Services, account_id: str, region: str) -> list
     return json.loads(text) if text else []
 
 
-def _image_id_of(image: images.StoredImage, requested: dict[str, Any]) -> dict[str, str]:
-    found = {"imageDigest": image.digest}
-    if requested.get("imageTag"):
-        found["imageTag"] = requested["imageTag"]
-    return found
-
-
 async def describe_image_replication_status(
     svc: Services, caller: Caller, registry_id: str, repository: str, image_id: dict[str, Any]
 ) -> dict[str, Any]:
     """One status per destination the image's push matched; none for an image pushed while no
     rule covered it. A job being retried stays IN_PROGRESS and carries its last failure's code."""
-    digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
     async with svc.db.read() as conn:
         repo = await open_repository(conn, caller, registry_id, repository, "ecr:DescribeImageReplicationStatus")
-        if not digest and not tag:
-            raise InvalidParameterException(
-                "Invalid parameter at 'imageId' failed to satisfy constraint: "
-                "'must contain an imageDigest or an imageTag'"
-            )
-        image = await images.find_image(conn, repo, digest or tag)
-        if image is not None and digest and tag:
-            tagged = await images.find_image(conn, repo, tag)
-            image = image if tagged is not None and tagged.id == image.id else None
-        if image is None:
-            raise images.image_not_found(repo, digest or tag, tag)
+        image = await images.resolve_image(conn, repo, image_id)
         rows = (
             await conn.execute(
                 select(statuses)
@@ -97,4 +78,4 @@ async def describe_image_replication_status(
         if row.failure_code:
             status["failureCode"] = row.failure_code
         found.append(status)
-    return {"repositoryName": repo.name, "imageId": _image_id_of(image, image_id), "replicationStatuses": found}
+    return {"repositoryName": repo.name, "imageId": images.image_id_of(image, image_id), "replicationStatuses": found}

@@ -84,28 +84,6 @@ def _describe_id(image_id: dict[str, Any]) -> str:
     return f"{{imageDigest:'{digest or 'null'}', imageTag:'{tag or 'null'}'}}"
 
 
-async def _resolve(conn: AsyncConnection, repo: Repository, image_id: dict[str, Any]) -> images.StoredImage:
-    digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
-    if not digest and not tag:
-        raise InvalidParameterException(
-            "Invalid parameter at 'imageId' failed to satisfy constraint: 'must contain an imageDigest or an imageTag'"
-        )
-    image = await images.find_image(conn, repo, digest or tag)
-    if image is not None and digest and tag:
-        tagged = await images.find_image(conn, repo, tag)
-        image = image if tagged is not None and tagged.id == image.id else None
-    if image is None:
-        raise images.image_not_found(repo, digest or tag, tag)
-    return image
-
-
-def _image_id(image: images.StoredImage, requested: dict[str, Any]) -> dict[str, str]:
-    found = {"imageDigest": image.digest}
-    if requested.get("imageTag"):
-        found["imageTag"] = requested["imageTag"]
-    return found
-
-
 # --- the ECR operations -------------------------------------------------------------------------
 
 
@@ -114,7 +92,7 @@ async def start_image_scan(
 ) -> dict[str, Any]:
     async with svc.db.write() as conn:
         repo = await open_repository(conn, caller, account_id, repository, "ecr:StartImageScan")
-        image = await _resolve(conn, repo, image_id)
+        image = await images.resolve_image(conn, repo, image_id)
         status = (await conn.execute(select(schema.images.c.status).where(schema.images.c.id == image.id))).scalar()
         if status != "ACTIVE":
             raise ImageArchivedException("The specified image is archived and cannot be scanned.")
@@ -140,7 +118,7 @@ async def start_image_scan(
     return {
         "registryId": repo.account_id,
         "repositoryName": repo.name,
-        "imageId": _image_id(image, image_id),
+        "imageId": images.image_id_of(image, image_id),
         "imageScanStatus": {"status": "IN_PROGRESS"},
     }
 
@@ -162,7 +140,7 @@ async def describe_image_scan_findings(
     limit = page_size(max_results, DEFAULT_PAGE)
     async with svc.db.read() as conn:
         repo = await open_repository(conn, caller, account_id, repository, "ecr:DescribeImageScanFindings")
-        image = await _resolve(conn, repo, image_id)
+        image = await images.resolve_image(conn, repo, image_id)
         row = (await conn.execute(select(scans).where(scans.c.image_id == image.id))).first()
         if row is None:
             raise ScanNotFoundException(
@@ -182,7 +160,7 @@ async def describe_image_scan_findings(
     result: dict[str, Any] = {
         "registryId": repo.account_id,
         "repositoryName": repo.name,
-        "imageId": _image_id(image, image_id),
+        "imageId": images.image_id_of(image, image_id),
         "imageScanStatus": scan_status(row, svc.settings.vulndb_max_age_days),
     }
     if row.status == "COMPLETE":

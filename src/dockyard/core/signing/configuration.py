@@ -102,32 +102,14 @@ async def delete_signing_configuration(svc: Services, caller: Caller) -> dict[st
     return {"registryId": caller.account_id, "signingConfiguration": {"rules": json.loads(text)}}
 
 
-def _image_id_of(image: images.StoredImage, requested: dict[str, Any]) -> dict[str, str]:
-    found = {"imageDigest": image.digest}
-    if requested.get("imageTag"):
-        found["imageTag"] = requested["imageTag"]
-    return found
-
-
 async def describe_image_signing_status(
     svc: Services, caller: Caller, registry_id: str, repository: str, image_id: dict[str, Any]
 ) -> dict[str, Any]:
     """One status per signing profile the image's push matched; none for an image pushed while
     no rule covered it."""
-    digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
     async with svc.db.read() as conn:
         repo = await open_repository(conn, caller, registry_id, repository, "ecr:DescribeImageSigningStatus")
-        if not digest and not tag:
-            raise InvalidParameterException(
-                "Invalid parameter at 'imageId' failed to satisfy constraint: "
-                "'must contain an imageDigest or an imageTag'"
-            )
-        image = await images.find_image(conn, repo, digest or tag)
-        if image is not None and digest and tag:
-            tagged = await images.find_image(conn, repo, tag)
-            image = image if tagged is not None and tagged.id == image.id else None
-        if image is None:
-            raise images.image_not_found(repo, digest or tag, tag)
+        image = await images.resolve_image(conn, repo, image_id)
         rows = (
             await conn.execute(
                 select(statuses).where(statuses.c.image_id == image.id).order_by(statuses.c.requested_at)
@@ -142,7 +124,7 @@ async def describe_image_signing_status(
         found.append(status)
     return {
         "repositoryName": repo.name,
-        "imageId": _image_id_of(image, image_id),
+        "imageId": images.image_id_of(image, image_id),
         "registryId": repo.account_id,
         "signingStatuses": found,
     }
