@@ -59,7 +59,10 @@ def _sqlite_engine(url: str, begin: str, synchronous: str) -> AsyncEngine:
     if path is not None:
         reader = not begin.endswith("IMMEDIATE")
         connect = inline_sqlite.connector(str(path), pragmas, BUSY_TIMEOUT_MS, reader=reader)
-        engine = create_async_engine(url, pool_size=8, max_overflow=8, async_creator=connect)
+        # Connections kept open cost memory (each has its own page and statement caches): a
+        # process runs one write transaction at a time (group commit), and a few reads at once.
+        kept = 4 if reader else 1
+        engine = create_async_engine(url, pool_size=kept, max_overflow=16, async_creator=connect)
     else:
         engine = create_async_engine(url, pool_size=8, max_overflow=8)
 
