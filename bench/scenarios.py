@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from bench import console as console_bench
 from bench import growth, load, pull_through, replication, writes
 from bench.images import OciImage, build_image
 from bench.registry import OCI_MANIFEST, Client, digest_of, image_manifest, push_small_image
@@ -421,4 +422,5 @@ SCENARIOS: dict[str, Callable[[Settings, Target, Results], None]] = {
     **growth.SCENARIOS,
     **pull_through.SCENARIOS,
     **replication.SCENARIOS,
+    **console_bench.SCENARIOS,
 }

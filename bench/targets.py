@@ -58,6 +58,8 @@ class Target:
     password: str | None = field(default=None, repr=False)
     # Where `dockyard gc` finds this Dockyard's data (e.g. ["--data-dir", DIR]); None: unknown.
     gc_args: list[str] | None = None
+    # The access key a person signs in to Dockyard's console with (bench/console.py).
+    console_key: tuple[str, str] | None = field(default=None, repr=False)
 
     @property
     def host(self) -> str:
@@ -135,7 +137,9 @@ def dockyard_target(url: str, key_id: str, secret: str, region: str = REGION) ->
     ecr = ecr_client(url, key_id, secret, region)
     token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
     user, _, password = base64.b64decode(token).decode().partition(":")
-    return Target("dockyard", url.rstrip("/"), f"Basic {token}", ecr=ecr, password=password)
+    return Target(
+        "dockyard", url.rstrip("/"), f"Basic {token}", ecr=ecr, password=password, console_key=(key_id, secret)
+    )
 
 
 def reference_target(url: str, user: str | None = None, password: str | None = None) -> Target:

@@ -261,7 +261,8 @@ def test_images_tab_pages_through_1000_images_quickly(console: Console) -> None:
 
     untagged = console.client.get("/console/repositories/big/-/images?status=untagged").text
     assert "&lt;untagged&gt;" in untagged and ">t0000<" not in untagged
-    tagged = console.client.get("/console/repositories/big/-/images?status=tagged").text
+    # Newest first: the first image pushed is on the first page of the oldest-first order.
+    tagged = console.client.get("/console/repositories/big/-/images?status=tagged&order=asc").text
     assert ">t0000<" in tagged and "&lt;untagged&gt;" not in tagged
 
 

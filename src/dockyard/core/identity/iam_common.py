@@ -31,6 +31,10 @@ POLICY_ID_PREFIX = "ANPA"
 # IAM's userNameType: 1 to 64 of these characters (a Java regex, so \w is ASCII only).
 USER_NAME_MAX = 64
 USER_NAME_PATTERN = "[\\w+=,.@-]+"
+# Groups, roles and policies share the pattern, with their own maximum length.
+GROUP_NAME_MAX = 128
+ROLE_NAME_MAX = 64
+POLICY_NAME_MAX = 128
 _USER_NAME = re.compile(USER_NAME_PATTERN, re.ASCII)
 
 
@@ -59,31 +63,52 @@ def check_path(path: str | None, member: str = "path") -> str:
     return value
 
 
-def user_name_problem(name: str) -> str | None:
-    """What is wrong with `name` as a new IAM user name, in plain words; None when nothing is.
-    The one rule every door applies (see validate_user_name)."""
+def name_problem(name: str, noun: str = "user name", maximum: int = USER_NAME_MAX) -> str | None:
+    """What is wrong with `name` as a new IAM user, group, role or policy name (the `noun`), in
+    plain words; None when nothing is. The one rule every door applies (see validate_name)."""
     if not name:
-        return "Enter a user name."
-    if len(name) > USER_NAME_MAX:
-        return f"A user name can be at most {USER_NAME_MAX} characters long; this one has {len(name)}."
+        return f"Enter a {noun}."
+    if len(name) > maximum:
+        return f"A {noun} can be at most {maximum} characters long; this one has {len(name)}."
     if not _USER_NAME.fullmatch(name):
-        return "A user name can contain only letters, digits and the characters + = , . @ _ - (no spaces)."
+        return f"A {noun} can contain only letters, digits and the characters + = , . @ _ - (no spaces)."
     return None
 
 
-def validate_user_name(name: str, member: str = "userName") -> str:
-    """`name`, once IAM's rule for a new user name admits it; refused with IAM's own message."""
-    if user_name_problem(name) is None:
+def user_name_problem(name: str) -> str | None:
+    return name_problem(name, "user name", USER_NAME_MAX)
+
+
+def group_name_problem(name: str) -> str | None:
+    return name_problem(name, "group name", GROUP_NAME_MAX)
+
+
+def role_name_problem(name: str) -> str | None:
+    return name_problem(name, "role name", ROLE_NAME_MAX)
+
+
+def policy_name_problem(name: str) -> str | None:
+    return name_problem(name, "policy name", POLICY_NAME_MAX)
+
+
+def validate_name(name: str, member: str, maximum: int) -> str:
+    """`name`, once IAM's rule for a name of its kind (userNameType, groupNameType, roleNameType,
+    policyNameType: one pattern, their own maximum) admits it; refused with IAM's own message."""
+    if name_problem(name, maximum=maximum) is None:
         return name
     if not name:
         constraint = "Member must have length greater than or equal to 1"
-    elif len(name) > USER_NAME_MAX:
-        constraint = f"Member must have length less than or equal to {USER_NAME_MAX}"
+    elif len(name) > maximum:
+        constraint = f"Member must have length less than or equal to {maximum}"
     else:
         constraint = f"Member must satisfy regular expression pattern: {USER_NAME_PATTERN}"
     raise ValidationError(
         f"1 validation error detected: Value '{name}' at '{member}' failed to satisfy constraint: {constraint}"
     )
+
+
+def validate_user_name(name: str, member: str = "userName") -> str:
+    return validate_name(name, member, USER_NAME_MAX)
 
 
 def encode_marker(position: str) -> str:

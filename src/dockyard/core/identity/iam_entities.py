@@ -305,6 +305,7 @@ def group_shape(group: Entity) -> dict[str, Any]:
 
 
 async def create_group(svc: Services, caller: Caller, name: str, path: str | None = None) -> dict[str, Any]:
+    iam_common.validate_name(name, "groupName", iam_common.GROUP_NAME_MAX)
     path = check_path(path)
     await authorize_iam(caller, "CreateGroup", iam_arn(caller.account_id, "group", path, name))
     async with svc.db.write() as conn:
@@ -347,6 +348,7 @@ async def update_group(
         if new_path is not None:
             values["path"] = check_path(new_path, "newPath")
         if new_name is not None and new_name != group.name:
+            iam_common.validate_name(new_name, "newGroupName", iam_common.GROUP_NAME_MAX)
             values.update(name=new_name, name_key=new_name.lower())
         if values:
             try:
@@ -502,6 +504,7 @@ class NewRole:
 
 
 async def create_role(svc: Services, caller: Caller, role: NewRole) -> dict[str, Any]:
+    iam_common.validate_name(role.name, "roleName", iam_common.ROLE_NAME_MAX)
     path = check_path(role.path)
     await authorize_iam(caller, "CreateRole", iam_arn(caller.account_id, "role", path, role.name))
     tag_list = check_tags(role.tags)

@@ -189,6 +189,7 @@ def _check_managed_document(text: str) -> None:
 
 
 async def create_policy(svc: Services, caller: Caller, new: NewPolicy) -> dict[str, Any]:
+    iam_common.validate_name(new.name, "policyName", iam_common.POLICY_NAME_MAX)
     path = check_path(new.path)
     arn = iam_arn(caller.account_id, "policy", path, new.name)
     await authorize_iam(caller, "CreatePolicy", arn)
@@ -477,6 +478,7 @@ def _no_inline_policy(kind: EntityKind, policy_name: str) -> NoSuchEntity:
 async def put_inline_policy(
     svc: Services, caller: Caller, kind: EntityKind, name: str, policy_name: str, document: str
 ) -> dict[str, Any]:
+    iam_common.validate_name(policy_name, "policyName", iam_common.POLICY_NAME_MAX)
     async with svc.db.write() as conn:
         entity = await open_entity(conn, caller, kind, name, f"Put{_TITLES[kind]}Policy")
         check_identity_document(document, managed=False)

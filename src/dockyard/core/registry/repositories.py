@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -438,6 +438,41 @@ async def describe_repositories(
     if len(rows) > limit:
         result["nextToken"] = encode_token(rows[limit - 1].name)
     return result
+
+
+@dataclass(frozen=True)
+class RepositoryPage:
+    """One page of a registry's repositories by name, with how many match and how many there are."""
+
+    repositories: list[dict[str, Any]]
+    matching: int
+    total: int
+
+
+async def browse_repositories(
+    svc: Services, caller: Caller, account_id: str, search: str, offset: int, limit: int
+) -> RepositoryPage:
+    """The console's list: repositories whose name contains `search` (any case), by name, from
+    `offset`; counted and paged by the database, so a page costs the same in a registry of ten
+    thousand repositories as in one of ten. Each shown repository is authorised as
+    DescribeRepositories, as that operation's answer is."""
+    scope = (repos.c.account_id == account_id) & (repos.c.region == caller.region)
+    matching_scope = scope & repos.c.name.icontains(search, autoescape=True) if search else scope
+    async with svc.db.read() as conn:
+        total = (await conn.execute(select(func.count()).where(scope))).scalar_one()
+        matching = (
+            total if not search else (await conn.execute(select(func.count()).where(matching_scope))).scalar_one()
+        )
+        query = select(*_COLUMNS).where(matching_scope).order_by(repos.c.name).offset(offset).limit(limit)
+        rows = [Repository(**row._mapping) for row in await conn.execute(query)]
+    if account_id != caller.account_id and not rows:
+        wildcard = Resource(arn=repository_arn(caller.region, account_id, "*"), account_id=account_id)
+        await authorize(caller, "ecr:DescribeRepositories", wildcard)
+    shown = []
+    for repo in rows:
+        await authorize(caller, "ecr:DescribeRepositories", await repository_resource(svc, caller, repo))
+        shown.append(describe(svc, repo))
+    return RepositoryPage(shown, matching, total)
 
 
 async def delete_repository(

@@ -1,21 +1,24 @@
-"""A repository's Images tab: the images (filtered by tag status, a page at a time), deleting
-them, and an image's scan findings."""
+"""A repository's Images tab: the images (newest first, sorted by any column, searched by tag,
+filtered by tag status, numbered pages with the total), deleting them, and an image's scan findings."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import Response
 
 from dockyard.core.errors import DockyardError
-from dockyard.core.registry import image_details
+from dockyard.core.registry import image_browse, image_details
 from dockyard.core.scanning import scans
 from dockyard.core.scanning.scan_hooks import is_stale
 from dockyard.doors.console.repository import SECTION, refused, repository_of, tab, tab_path
 from dockyard.doors.console.web import ErrorView, Page, Visit, error_status, repository_url
 
-IMAGES_PER_PAGE = 100
+IMAGES_PER_PAGE = 50
 TAG_STATUSES = {"all": None, "tagged": "TAGGED", "untagged": "UNTAGGED"}
+# Sortable columns (image_browse.SORTS) and the order each starts in when first chosen.
+SORT_FIRST_ORDER = {"pushed": "desc", "size": "desc", "pulled": "desc", "digest": "asc", "status": "asc"}
 
 
 # --- Images -------------------------------------------------------------------------------------
@@ -23,32 +26,80 @@ TAG_STATUSES = {"all": None, "tagged": "TAGGED", "untagged": "UNTAGGED"}
 NONE_SELECTED = "Select the images to delete first."
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What the images list shows: its filters, order and page, read from the address."""
+
+    status: str
+    search: str
+    sort: str
+    order: str
+    page: int
+
+    @classmethod
+    def of(cls, visit: Visit) -> Listing:
+        status = visit.param("status", "all")
+        sort = visit.param("sort", "pushed")
+        sort = sort if sort in SORT_FIRST_ORDER else "pushed"
+        order = visit.param("order", SORT_FIRST_ORDER[sort])
+        page = visit.param("page", "1")
+        return cls(
+            status=status if status in TAG_STATUSES else "all",
+            search=visit.param("q").strip()[:300],
+            sort=sort,
+            order=order if order in ("asc", "desc") else SORT_FIRST_ORDER[sort],
+            page=max(1, int(page)) if page.isdigit() and len(page) < 9 else 1,
+        )
+
+    def query(self, **changes: Any) -> dict[str, str]:
+        """The address's query for this listing with `changes`; defaults are left out."""
+        values = {"status": self.status, "q": self.search, "sort": self.sort, "order": self.order, "page": self.page}
+        values |= changes
+        defaults = {"status": "all", "q": "", "sort": "pushed", "order": SORT_FIRST_ORDER[values["sort"]], "page": 1}
+        return {key: str(value) for key, value in values.items() if value != defaults[key]}
+
+    def sorted_by(self, column: str) -> dict[str, str]:
+        """The query that sorts by `column`: its first order, or the other one when already sorted by it."""
+        if column == self.sort:
+            return self.query(order="asc" if self.order == "desc" else "desc", page=1)
+        return self.query(sort=column, order=SORT_FIRST_ORDER[column], page=1)
+
+
+@dataclass(frozen=True)
+class Pager:
+    page: int
+    pages: int
+    total: int
+    first_shown: int
+    last_shown: int
+
+    @classmethod
+    def of(cls, page: int, total: int, shown: int) -> Pager:
+        first = (page - 1) * IMAGES_PER_PAGE + 1
+        return cls(page, max(1, -(-total // IMAGES_PER_PAGE)), total, first if shown else 0, first + shown - 1)
+
+
 async def images(visit: Visit) -> Response:
     repo = repository_of(visit)
-    status = visit.param("status", "all")
-    status = status if status in TAG_STATUSES else "all"
-    token = visit.param("page") or None
-    context: dict[str, Any] = {"tag_status": status, "paged": bool(token)}
+    listing = Listing.of(visit)
+    context: dict[str, Any] = {"listing": listing}
     try:
-        result = await image_details.describe_images(
+        found = await image_browse.browse_images(
             visit.svc,
             visit.caller,
             visit.account_id,
             repo.name,
-            tag_status=TAG_STATUSES[status],
-            max_results=IMAGES_PER_PAGE,
-            next_token=token,
+            sort=listing.sort,
+            descending=listing.order == "desc",
+            tag_search=listing.search,
+            tag_status=TAG_STATUSES[listing.status],
+            offset=(listing.page - 1) * IMAGES_PER_PAGE,
+            limit=IMAGES_PER_PAGE,
         )
     except DockyardError as exc:
-        return refused(visit, exc, "repository_images.html", "images", images=[], next_page=None, **context)
-    return tab(
-        visit,
-        "repository_images.html",
-        "images",
-        images=result["imageDetails"],
-        next_page=result.get("nextToken"),
-        **context,
-    )
+        return refused(visit, exc, "image_list.html", "images", images=[], pager=Pager.of(1, 0, 0), **context)
+    pager = Pager.of(listing.page, found.total, len(found.details))
+    return tab(visit, "image_list.html", "images", images=found.details, pager=pager, **context)
 
 
 async def images_delete_confirm(visit: Visit) -> Response:
@@ -131,7 +182,9 @@ async def start_scan(visit: Visit) -> Response:
     except DockyardError as exc:
         # The same image's page, with why the scan was refused.
         return await _findings_page(visit, digest, None, error_status(exc), ErrorView.of(exc))
-    return visit.redirect(repository_url(repo.name, "findings", digest=digest), "Started the scan.")
+    # From the image's page, back to it; from the findings page, to the findings.
+    back = "image" if visit.field("back") == "image" else "findings"
+    return visit.redirect(repository_url(repo.name, back, digest=digest), "Started the scan.")
 
 
 PAGES = [

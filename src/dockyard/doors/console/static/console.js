@@ -61,8 +61,9 @@
     document.querySelectorAll("[data-copy]").forEach(function (button) {
       button.hidden = false;
       button.addEventListener("click", function () {
-        var code = button.parentElement.querySelector("code");
-        navigator.clipboard.writeText(code.textContent).then(function () {
+        // data-copy holds the whole value when the page shows it shortened.
+        var text = button.getAttribute("data-copy") || button.parentElement.querySelector("code").textContent;
+        navigator.clipboard.writeText(text).then(function () {
           button.firstChild.textContent = "Copied";
           setTimeout(function () { button.firstChild.textContent = "Copy"; }, 1500);
         });
