@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import insert, select
 
 from dockyard.core.operations import lifecycle
 from dockyard.core.registry import images
 from dockyard.core.services import Services
 from dockyard.doors.console.lifecycle import RuleForm, plain_problem, problem_of
+from dockyard.store import schema
 from tests.support.console_app import ACCOUNT, Console, console_app, root
 from tests.unit.test_console_pages import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, _upload, create_repository, digest_of
 
@@ -291,3 +293,49 @@ def test_every_core_refusal_has_plain_words() -> None:
             lifecycle.parse_policy(text)
         field, words = plain_problem(problem_of(caught.value), form)
         assert field and "Invalid" not in words
+
+
+def test_image_page_shows_its_signing_and_replication_status(console: Console) -> None:
+    """What DescribeImageSigningStatus and DescribeImageReplicationStatus say of the image, on
+    its page; an image no rule covered says so."""
+    create_repository(console, "copied")
+    signed, plain = push(console, "copied", 2, tags=["signed", "plain"])
+    profile = f"arn:aws:signer:us-east-1:{ACCOUNT}:/signing-profiles/release"
+
+    async def record(svc: Services) -> None:
+        async with svc.db.write() as conn:
+            image_id = (
+                await conn.execute(select(schema.images.c.id).where(schema.images.c.digest == signed))
+            ).scalar_one()
+            await conn.execute(
+                insert(schema.image_signing_statuses).values(
+                    image_id=image_id,
+                    profile_arn=profile,
+                    status="FAILED",
+                    failure_code="SigningProfileNotActive",
+                    failure_reason="The signing profile is canceled",
+                    requested_at=0.0,
+                )
+            )
+            for region, status, code in (("us-west-2", "COMPLETE", None), ("eu-west-1", "FAILED", "AccessDenied")):
+                await conn.execute(
+                    insert(schema.image_replication_statuses).values(
+                        image_id=image_id,
+                        destination_region=region,
+                        destination_registry=ACCOUNT,
+                        status=status,
+                        failure_code=code,
+                        requested_at=0.0,
+                        next_attempt_at=0.0,
+                    )
+                )
+
+    console.run(record)
+    page = html.unescape(console.client.get(f"/console/repositories/copied/-/image?digest={signed}").text)
+    section = page[page.index('id="copies-heading"') :]
+    assert profile in section and "SigningProfileNotActive: The signing profile is canceled" in section
+    assert re.search(r"us-west-2</th>\s*<td>" + ACCOUNT + r"</td>\s*<td>COMPLETE</td>", section)
+    assert re.search(r"eu-west-1</th>\s*<td>" + ACCOUNT + r"</td>\s*<td>FAILED</td>\s*<td>AccessDenied</td>", section)
+    other = html.unescape(console.client.get(f"/console/repositories/copied/-/image?digest={plain}").text)
+    assert "No managed signing rule covered this image" in other
+    assert "No replication rule covered this image" in other

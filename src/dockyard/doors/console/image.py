@@ -17,7 +17,9 @@ from starlette.responses import Response
 
 from dockyard.core.errors import DockyardError
 from dockyard.core.registry import image_browse, image_details, referrers
+from dockyard.core.replication import configuration as replication_configuration
 from dockyard.core.scanning import scans
+from dockyard.core.signing import configuration as signing_configuration
 from dockyard.doors.console.repository import SECTION, refused, repository_of, tab, tab_path
 from dockyard.doors.console.web import ErrorView, Page, Visit
 
@@ -185,6 +187,17 @@ async def image_page(visit: Visit) -> Response:
             visit.svc, visit.caller, visit.account_id, repo.name, digest, artifact_status="ANY", max_results=50
         )
     )
+    image_id = {"imageDigest": digest}
+    replication = await _part(
+        replication_configuration.describe_image_replication_status(
+            visit.svc, visit.caller, visit.account_id, repo.name, image_id
+        )
+    )
+    signing = await _part(
+        signing_configuration.describe_image_signing_status(
+            visit.svc, visit.caller, visit.account_id, repo.name, image_id
+        )
+    )
     view = FindingsView.of(visit)
     findings = view.apply(scan.value["findings"]) if scan.value else []
     referring = [{**r, "kind": referrer_kind(r.get("artifactType"))} for r in (refs.value or {}).get("referrers", [])]
@@ -206,6 +219,10 @@ async def image_page(visit: Visit) -> Response:
         signatures=[r for r in referring if r["kind"].startswith("Signature")],
         other_referrers=[r for r in referring if not r["kind"].startswith("Signature")],
         referrers_error=refs.error,
+        replication=(replication.value or {}).get("replicationStatuses", []),
+        replication_error=replication.error,
+        signing=(signing.value or {}).get("signingStatuses", []),
+        signing_error=signing.error,
     )
 
 
