@@ -14,9 +14,10 @@ import pytest
 
 from tests.integration.test_pull_through_cache import Upstream, add_rule, stored_image
 from tests.support.clients import Boto3Clients, ContainersConfig, Skopeo
+from tests.support.cluster import shared_parts_args, started_nodes
 from tests.support.images import build_image, read_blob
 from tests.support.registry_http import registry_password
-from tests.support.server import HOST, DockyardServer, ServerFactory, access_key_id, secret_access_key
+from tests.support.server import HOST, DockyardServer, ServerFactory
 from tests.support.services import (  # noqa: F401 - session fixtures
     PostgresCluster,
     RedisServer,
@@ -48,36 +49,19 @@ def nodes(
     skopeo: Skopeo,
 ) -> Iterator[list[DockyardServer]]:
     database_url = postgres_cluster.create_database("pull_through")
-    s3_server.create_bucket(BUCKET)
     args = [
-        "--database-url",
-        database_url,
-        "--blob-store",
-        f"s3://{BUCKET}/registry",
-        "--s3-endpoint-url",
-        s3_server.endpoint_url,
-        "--s3-region",
-        s3_server.region,
-        "--redis-url",
-        redis_server.url,
+        *shared_parts_args(database_url, s3_server, BUCKET, redis_server),
         "--workers",
         "2",
         "--pull-through-upstream",
         HOST,
     ]
     factory = ServerFactory(tmp_path_factory.mktemp("pull-through-nodes"), on_started=[containers_config.trust_server])
-    key = (access_key_id(), secret_access_key())
-    started = [factory(args=args, env=s3_server.env(), access_key=key, start=False) for _ in range(2)]
-    try:
-        with ThreadPoolExecutor(len(started)) as pool:
-            list(pool.map(lambda node: node.start(), started))
+    with started_nodes(factory, s3_server, [args, args]) as started:
         password = registry_password(started[0])
         for node in started:
             skopeo.login(node.registry, password)
         yield started
-    finally:
-        with ThreadPoolExecutor(len(started)) as pool:
-            list(pool.map(lambda node: node.stop(), started))
 
 
 def test_concurrent_first_pulls_through_two_nodes_fetch_each_layer_once(

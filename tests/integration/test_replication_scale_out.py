@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.integration.test_replication import REPLICATION_TIMEOUT, configure, ecr_as, images_in, wait_for_status
 from tests.support.clients import Boto3Clients, isolated_boto3_session
+from tests.support.cluster import shared_parts_args, started_nodes
 from tests.support.registry_http import RegistryHttp
-from tests.support.server import DockyardServer, ServerFactory, access_key_id, secret_access_key
+from tests.support.server import DockyardServer, ServerFactory
 from tests.support.services import (  # noqa: F401 - session fixtures
     PostgresCluster,
     RedisServer,
@@ -52,31 +53,12 @@ def cluster(
     s3_server: S3Server,  # noqa: F811
 ) -> Iterator[Cluster]:
     database_url = postgres_cluster.create_database("replication_scale_out")
-    s3_server.create_bucket(BUCKET)
-    args = [
-        "--database-url",
-        database_url,
-        "--blob-store",
-        f"s3://{BUCKET}/registry",
-        "--s3-endpoint-url",
-        s3_server.endpoint_url,
-        "--s3-region",
-        s3_server.region,
-        "--redis-url",
-        redis_server.url,
-        "--workers",
-        "2",
-    ]
+    args = [*shared_parts_args(database_url, s3_server, BUCKET, redis_server), "--workers", "2"]
     factory = ServerFactory(tmp_path_factory.mktemp("replication-scale-out"))
-    key = (access_key_id(), secret_access_key())
-    nodes = [factory(args=args, env=s3_server.env(), access_key=key, start=False) for _ in range(3)]
     try:
-        with ThreadPoolExecutor(len(nodes)) as pool:
-            list(pool.map(lambda node: node.start(), nodes))
-        yield Cluster(nodes, database_url)
+        with started_nodes(factory, s3_server, [args] * 3) as nodes:
+            yield Cluster(nodes, database_url)
     finally:
-        with ThreadPoolExecutor(len(nodes)) as pool:
-            list(pool.map(lambda node: node.stop(), nodes))
         factory.close()
 
 

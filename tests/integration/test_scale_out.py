@@ -24,9 +24,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.integration.test_trust_upload_integrity import Tenant, attack
 from tests.support.clients import Boto3Clients, ContainersConfig, Skopeo
+from tests.support.cluster import shared_parts_args, started_nodes
 from tests.support.images import build_image, read_blob
 from tests.support.registry_http import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, RegistryHttp, digest_of
-from tests.support.server import DockyardServer, ServerFactory, access_key_id, dockyard_command, secret_access_key
+from tests.support.server import DockyardServer, ServerFactory, dockyard_command
 from tests.support.services import (  # noqa: F401 - session fixtures
     PostgresCluster,
     RedisServer,
@@ -64,38 +65,17 @@ def cluster(
     containers_config: ContainersConfig,
 ) -> Iterator[Cluster]:
     database_url = postgres_cluster.create_database("scale_out")
-    s3_server.create_bucket(BUCKET)
     args = [
-        "--database-url",
-        database_url,
-        "--blob-store",
-        f"s3://{BUCKET}/registry",
-        "--s3-endpoint-url",
-        s3_server.endpoint_url,
-        "--s3-region",
-        s3_server.region,
-        "--redis-url",
-        redis_server.url,
+        *shared_parts_args(database_url, s3_server, BUCKET, redis_server),
         "--workers",
         "1",
         "--rate-limit",
         f"{THROTTLED}=0.001:{THROTTLE_BURST}",
     ]
     factory = ServerFactory(tmp_path_factory.mktemp("scale-out"), on_started=[containers_config.trust_server])
-    key = (access_key_id(), secret_access_key())
     # The third node answers blob GETs with redirects to the object store, as ECR does.
-    nodes = [
-        factory(args=[*args, *extra], env=s3_server.env(), access_key=key, start=False)
-        for extra in ([], [], ["--s3-redirect"])
-    ]
-    try:
-        # All at once, as a deployment would: the schema migration must not run twice.
-        with ThreadPoolExecutor(len(nodes)) as pool:
-            list(pool.map(lambda node: node.start(), nodes))
+    with started_nodes(factory, s3_server, [args, args, [*args, "--s3-redirect"]]) as nodes:
         yield Cluster(nodes, database_url)
-    finally:
-        with ThreadPoolExecutor(len(nodes)) as pool:
-            list(pool.map(lambda node: node.stop(), nodes))
 
 
 def make_repository(cluster: Cluster, name: str) -> None:
