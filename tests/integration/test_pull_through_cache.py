@@ -268,29 +268,67 @@ def test_skopeo_and_podman_pull_through_and_the_cache_serves_with_the_upstream_d
         upstream.start()
 
 
-def test_an_index_is_cached_and_its_children_fetched_as_clients_ask(
+def test_an_index_pulled_for_one_platform_is_stored_whole_with_its_tag(
     rules: DockyardServer, upstream: Upstream, skopeo: Skopeo, podman: Podman, tmp_path: Path
 ) -> None:
     index = build_index(tmp_path / "src", "multi", layers=[2000], platforms=["linux/amd64", "linux/arm64"])
     skopeo.copy(index, f"docker://{upstream.registry}/multi:v1", "--all")
     arm = index.for_platform("linux/arm64")
+    amd = index.for_platform("linux/amd64")
     podman("pull", "--platform", "linux/arm64", f"{rules.registry}/hub/multi:v1")
     assert podman.inspect(f"{rules.registry}/hub/multi:v1")["Architecture"] == "arm64"
     assert skopeo.inspect_raw(f"docker://{rules.registry}/hub/multi:v1") == index.index.data
 
+    # The platform no client asked for is fetched too, and the index stored with its tag, as ECR
+    # lists an image after any pull through its cache.
     boto3 = Boto3Clients(rules)
-    stored = _wait_for(lambda: _stored_digests(boto3, "hub/multi"), "the arm64 image to be stored")
-    assert arm.digest in stored
-    amd = index.for_platform("linux/amd64")
-    asked = {path for _, path in upstream.requests}
-    assert f"/v2/multi/manifests/{amd.digest}" not in asked  # never asked for by a client
-    for blob in amd.blobs:
-        assert f"/v2/multi/blobs/{blob.digest}" not in asked
+    _wait_for(lambda: stored_image(boto3, "hub/multi", "v1"), "the index to be stored with its tag")
+    described = boto3("ecr").describe_images(repositoryName="hub/multi")["imageDetails"]
+    by_digest = {detail["imageDigest"]: detail for detail in described}
+    assert set(by_digest) == {index.digest, arm.digest, amd.digest}
+    assert by_digest[index.digest]["imageTags"] == ["v1"]
+    got = boto3("ecr").batch_get_image(repositoryName="hub/multi", imageIds=[{"imageTag": "v1"}])
+    assert got["failures"] == []
+    assert got["images"][0]["imageId"] == {"imageTag": "v1", "imageDigest": index.digest}
+    assert got["images"][0]["imageManifest"].encode() == index.index.data
+
+    fetched = upstream.blob_fetches()
+    for image in (arm, amd):
+        for blob in image.blobs:
+            assert fetched[f"/v2/multi/blobs/{blob.digest}"] == 1, blob.digest
+            assert stored_blob(rules, blob.digest).read_bytes() == blob.data
+    assert skopeo.inspect_raw(f"docker://{rules.registry}/hub/multi@{amd.digest}") == amd.manifest.data
 
 
-def _stored_digests(boto3: Boto3Clients, repository: str) -> set[str]:
-    listed = boto3("ecr").list_images(repositoryName=repository)["imageIds"]
-    return {image["imageDigest"] for image in listed}
+def test_a_child_that_failed_is_fetched_again_when_the_index_is_pulled_again(
+    rules: DockyardServer, upstream: Upstream, skopeo: Skopeo, podman: Podman, tmp_path: Path
+) -> None:
+    index = build_index(tmp_path / "src", "again", layers=[3000], platforms=["linux/amd64", "linux/arm64"])
+    skopeo.copy(index, f"docker://{upstream.registry}/multi-again:v1", "--all")
+    arm, amd = index.for_platform("linux/arm64"), index.for_platform("linux/amd64")
+    lied = f"/v2/multi-again/blobs/{amd.layers[0].digest}"
+    upstream.lies[lied] = bytes(b ^ 0xFF for b in amd.layers[0].data)
+    try:
+        podman("pull", "--platform", "linux/arm64", f"{rules.registry}/hub/multi-again:v1")
+        boto3 = Boto3Clients(rules)
+        _wait_for(lambda: upstream.blob_fetches()[lied], "the amd64 layer to be asked for")
+        assert stored_image(boto3, "hub/multi-again", "v1") is None  # a child is missing
+    finally:
+        del upstream.lies[lied]
+
+    source = f"docker://{rules.registry}/hub/multi-again:v1"
+
+    def pulled_again_and_stored() -> dict[str, Any] | None:
+        assert skopeo.inspect_raw(source) == index.index.data
+        return stored_image(boto3, "hub/multi-again", "v1")
+
+    stored = _wait_for(pulled_again_and_stored, "the index to be stored once its child could be fetched")
+    assert stored["imageDigest"] == index.digest
+    assert stored_blob(rules, amd.layers[0].digest).read_bytes() == amd.layers[0].data
+    fetched = upstream.blob_fetches()
+    for blob in (*arm.blobs, amd.config):
+        assert fetched[f"/v2/multi-again/blobs/{blob.digest}"] == 1, blob.digest
+    assert fetched[lied] >= 2  # refused once, then fetched again
 
 
 def test_concurrent_first_pulls_fetch_each_layer_from_the_upstream_once(

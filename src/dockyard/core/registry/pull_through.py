@@ -6,7 +6,10 @@ of a tag a cache wrote: repositories that are not caches pay nothing else.
 - A manifest is fetched, checked against its digest and kept in `pull_through_manifests` until
   every blob it names is stored and linked; only then is it stored as an image, through
   `images.put_manifest` (a push's invariants hold: blobs before the manifest). Meanwhile it is
-  served from there. An index stays there: its children are fetched when a client asks for them.
+  served from there. An index completes as an image does: its children are fetched (a few at a
+  time) and stored as images, and then the index itself, with its tag. A completion that fails
+  somewhere leaves what it fetched in place; the next pull the cache answers for the manifest
+  (an image's blobs, an index served from `pull_through_manifests`) finishes the job.
 - A blob is fetched once however many clients and processes ask (a lease row per digest): the
   leader streams the upstream's bytes to its client while appending them to an upload in the
   blob store, checks the digest at the end and only then places and links the blob; a failed
@@ -46,7 +49,7 @@ from dockyard.core.operations.account_settings import registry_policy_in_force
 from dockyard.core.operations.creation_templates import template_for
 from dockyard.core.registry import images, pull_through_ecr, repositories
 from dockyard.core.registry.blobs import link
-from dockyard.core.registry.manifests import Manifest, is_digest
+from dockyard.core.registry.manifests import INDEX_MEDIA_TYPES, Manifest, is_digest
 from dockyard.core.registry.pull_through_rules import (
     CacheRule,
     rule_for_repository,
@@ -82,8 +85,14 @@ FOLLOW_POLL = 0.02
 LEASE_POLL = 0.25
 # The leader's bytes in flight to its client: a slow client slows the fetch rather than memory grow.
 QUEUE_CHUNKS = 16
+# How many children of an index its completion fetches at once: an index of many platforms must
+# not open as many upstream connections.
+CHILD_CONCURRENCY = 4
 PULL_THROUGH_CACHE = "PULL_THROUGH_CACHE"
 _tasks: set[asyncio.Task[Any]] = set()
+# (repository id, digest) of the completions running in this process: pulls that restart one while
+# it runs would only duplicate its reads (the blob leases keep the fetches single across processes).
+_completing: set[tuple[int, str]] = set()
 
 
 class UnableToGetUpstreamImageException(DockyardError):
@@ -242,6 +251,9 @@ async def pull_manifest(
     if repo is not None:
         held = await _pending_image(svc, repo, reference)
         if held is not None:
+            if held.media_type in INDEX_MEDIA_TYPES:
+                # No client request fetches what an index lacks: its completion must, again if it failed.
+                _start_completion(svc, source, repo, images.parse(held.manifest, held.media_type))
             return repo, held
     await _authorize_import(svc, caller, account_id, name, repo)
     try:
@@ -274,19 +286,7 @@ async def _record_manifest(
             template = await template_for(conn, account_id, caller.region, name, PULL_THROUGH_CACHE)
             settings = template.settings() if template else RepositorySettings()
             repo = await insert_repository(svc, conn, caller, account_id, name, settings)
-        try:
-            async with conn.begin_nested():
-                await conn.execute(
-                    insert(pending).values(
-                        repository_id=repo.id,
-                        digest=parsed.digest,
-                        media_type=parsed.media_type,
-                        manifest=fetched.data,
-                        fetched_at=now(),
-                    )
-                )
-        except IntegrityError:
-            pass  # fetched by another pull meanwhile: the same bytes
+        await _keep(conn, repo, fetched, parsed)
         if tag is not None:
             await _note_tag(conn, repo, tag, parsed.digest)
             stored = select(schema.images.c.id).where(
@@ -300,6 +300,23 @@ async def _record_manifest(
                 )
             )
     return repo
+
+
+async def _keep(conn: Any, repo: Repository, fetched: UpstreamManifest, parsed: Manifest) -> None:
+    """Keep a fetched manifest in `pull_through_manifests` until it is stored as an image."""
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                insert(pending).values(
+                    repository_id=repo.id,
+                    digest=parsed.digest,
+                    media_type=parsed.media_type,
+                    manifest=fetched.data,
+                    fetched_at=now(),
+                )
+            )
+    except IntegrityError:
+        pass  # fetched by another pull meanwhile: the same bytes
 
 
 async def _note_tag(conn: Any, repo: Repository, tag: str, digest: str) -> None:
@@ -344,25 +361,87 @@ async def recheck_tag(
 
 
 def _start_completion(svc: Services, source: _Source, repo: Repository, manifest: Manifest) -> None:
-    """Fetch, in the background, the blobs an image needs that clients have not asked for yet,
-    then store it: a client that already holds some layers never asks for them."""
-    if manifest.is_index:
+    """Fetch, in the background, what an image needs that clients have not asked for yet (an
+    index: its children too), then store it: a client that already holds some layers never asks
+    for them, and one pulling a multi-platform image asks for one platform only."""
+    key = (repo.id, manifest.digest)
+    if key in _completing:
         return
+    _completing.add(key)
     task = asyncio.get_running_loop().create_task(_complete(svc, source, repo, manifest))
     _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+
+    def done(finished: asyncio.Task[Any]) -> None:
+        _tasks.discard(finished)
+        _completing.discard(key)
+
+    task.add_done_callback(done)
 
 
 async def _complete(svc: Services, source: _Source, repo: Repository, manifest: Manifest) -> None:
     try:
-        for digest in manifest.required_blob_digests():
-            if await _linked_size(svc, repo, digest) is None:
-                fetch = await _blob(svc, source, repo, digest)
-                async for _ in fetch.chunks:
-                    pass
+        await _fetch_contents(svc, source, repo, manifest)
         await store_ready(svc, repo)
     except Exception:  # noqa: BLE001 - background: the next pull that needs the bytes fetches them
         log.warning("completing %s@%s from its upstream failed", repo.name, manifest.digest, exc_info=True)
+
+
+async def _fetch_contents(svc: Services, source: _Source, repo: Repository, manifest: Manifest) -> None:
+    """The blobs of an image, or the children of an index with theirs, fetched and linked."""
+    if manifest.is_index:
+        await _fetch_children(svc, source, repo, manifest)
+        return
+    for digest in manifest.required_blob_digests():
+        if await _linked_size(svc, repo, digest) is None:
+            fetch = await _blob(svc, source, repo, digest)
+            async for _ in fetch.chunks:
+                pass
+
+
+async def _fetch_children(svc: Services, source: _Source, repo: Repository, index: Manifest) -> None:
+    """Each child of `index` that is no image of `repo` yet, CHILD_CONCURRENCY at a time. A child
+    that fails does not stop the others: they are stored, and the index waits for the next try."""
+    limit = asyncio.Semaphore(CHILD_CONCURRENCY)
+
+    async def one(digest: str) -> None:
+        async with limit:
+            try:
+                child = await _child(svc, source, repo, digest)
+                if child is not None:
+                    await _fetch_contents(svc, source, repo, child)
+                    await store_ready(svc, repo)
+            except Exception:  # noqa: BLE001 - background: the index's next pull tries it again
+                log.warning("completing %s@%s from its upstream failed", repo.name, digest, exc_info=True)
+
+    await asyncio.gather(*(one(digest) for digest in dict.fromkeys(index.child_digests())))
+
+
+async def _child(svc: Services, source: _Source, repo: Repository, digest: str) -> Manifest | None:
+    """Child manifest `digest` of an index, kept as a fetched manifest of `repo` (from the
+    upstream if need be); None when `repo` holds it as an image already."""
+    async with svc.db.read() as conn:
+        if await _image_held(conn, repo, digest):
+            return None
+        row = (
+            await conn.execute(
+                select(pending.c.manifest, pending.c.media_type).where(
+                    pending.c.repository_id == repo.id, pending.c.digest == digest
+                )
+            )
+        ).first()
+    if row is not None:
+        return images.parse(row.manifest, row.media_type)
+    fetched, parsed = await _fetch_manifest(svc, source, repo.name, digest)
+    async with svc.db.write() as conn:
+        await _keep(conn, repo, fetched, parsed)
+    return parsed
+
+
+async def _image_held(conn: Any, repo: Repository, digest: str) -> bool:
+    held = await conn.execute(
+        select(schema.images.c.id).where(schema.images.c.repository_id == repo.id, schema.images.c.digest == digest)
+    )
+    return held.first() is not None
 
 
 async def store_ready(svc: Services, repo: Repository) -> None:
