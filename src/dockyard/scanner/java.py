@@ -26,6 +26,8 @@ MAX_PROPERTIES_SIZE = 64 * 1024
 MAX_DEPTH = 4
 MAX_NESTED_ARCHIVES = 2000
 CHUNK_SIZE = 1024 * 1024
+# What a damaged or hostile archive makes zipfile raise; NotImplementedError is its answer to a
+# compression method it does not support.
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError,
                OSError, ValueError)  # fmt: skip
 

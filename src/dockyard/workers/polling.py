@@ -5,6 +5,7 @@ database (`node`) when it claims an item, so a claim says which process holds it
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -21,9 +22,9 @@ def node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:64]
 
 
-class PollingWorker:
+class PollingWorker(abc.ABC):
     """Subclasses say what one turn does (`run_once`: True when it found work, so the next turn
-    comes at once) and may add to each turn (`before_turn`)."""
+    comes at once)."""
 
     name = "dockyard-worker"
     log = logging.getLogger("dockyard.workers")
@@ -43,16 +44,13 @@ class PollingWorker:
                 await self._task
             self._task = None
 
+    @abc.abstractmethod
     async def run_once(self) -> bool:
-        raise NotImplementedError
-
-    async def before_turn(self) -> None:
-        """Work of the worker's own that each turn does first (none by default)."""
+        """One turn: take one queued item and carry it out; True when there was one."""
 
     async def _run(self) -> None:
         while True:
             try:
-                await self.before_turn()
                 busy = await self.run_once()
             except asyncio.CancelledError:
                 raise

@@ -33,7 +33,8 @@ class ReplicationWorker(PollingWorker):
         self.trail = trail
         self._dead_claims_checked = -DEAD_CLAIMS_INTERVAL
 
-    async def before_turn(self) -> None:
+    async def _release_dead_claims(self) -> None:
+        """Now and then, hand back the claims of this host's processes that died."""
         loop = asyncio.get_running_loop()
         if loop.time() - self._dead_claims_checked >= DEAD_CLAIMS_INTERVAL:
             self._dead_claims_checked = loop.time()
@@ -45,6 +46,7 @@ class ReplicationWorker(PollingWorker):
 
     async def run_once(self) -> bool:
         """Carry out one copy, if one is due; True when something was done."""
+        await self._release_dead_claims()
         job = await jobs.claim_next(self.svc, self.node)
         if job is None:
             return False

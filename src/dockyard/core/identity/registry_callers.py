@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -74,9 +74,7 @@ async def registry_caller(svc: Services, password: str, region: str) -> Caller:
     held = _callers.get(key)
     if held is not None and held[0] == generation and _alive(held[1], now):
         return held[1]
-    caller = await with_pull_time_exclusions(svc, await caller_for_password(svc, password, region))
-    caller = await with_signing_registries(svc, caller)
-    caller = await with_replication_registries(svc, caller)
+    caller = await with_registry_features(svc, await caller_for_password(svc, password, region))
     _remember(_callers, key, (generation, caller))
     return caller
 
@@ -94,9 +92,7 @@ async def signed_credentials(
     if held is not None and held[0] == generation and _alive(held[1].caller, time.time()):
         return held[1]
     resolved = await resolve_credentials(svc, access_key_id, session_token, region)
-    resolved = replace(resolved, caller=await with_pull_time_exclusions(svc, resolved.caller))
-    resolved = replace(resolved, caller=await with_signing_registries(svc, resolved.caller))
-    resolved = replace(resolved, caller=await with_replication_registries(svc, resolved.caller))
+    resolved = replace(resolved, caller=await with_registry_features(svc, resolved.caller))
     _remember(_credentials, key, (generation, resolved))
     return resolved
 
@@ -115,46 +111,35 @@ def _alive(caller: Caller, now: float) -> bool:
 
 
 _EXCLUSIONS = schema.pull_time_exclusions
-
-
-async def with_pull_time_exclusions(svc: Services, caller: Caller) -> Caller:
-    """`caller` with the registries whose pull-time update exclusions name it: an IAM user by
-    its ARN, an assumed role's sessions by the role's. Read here, once per authorization
-    generation (the table is one it watches), so that pulls never read it."""
-    if caller.type == "IAMUser":
-        arn: str | None = caller.arn
-    elif caller.type == "AssumedRole":
-        arn = caller.role_arn
-    else:
-        return caller
-    async with svc.db.read() as conn:
-        rows = await conn.execute(
-            select(_EXCLUSIONS.c.account_id, _EXCLUSIONS.c.region).where(_EXCLUSIONS.c.principal_arn == arn)
-        )
-        registries = frozenset((row.account_id, row.region) for row in rows)
-    return replace(caller, pull_time_excluded_in=registries) if registries else caller
-
-
 _SIGNING = schema.signing_configurations
-
-
-async def with_signing_registries(svc: Services, caller: Caller) -> Caller:
-    """`caller` with the registries that have a signing configuration (few: one row per account
-    and region that configured managed signing). Read once per authorization generation (the
-    table is one it watches), so that a push to a registry without one reads nothing for it."""
-    async with svc.db.read() as conn:
-        rows = await conn.execute(select(_SIGNING.c.account_id, _SIGNING.c.region))
-        registries = frozenset((row.account_id, row.region) for row in rows)
-    return replace(caller, signing_registries=registries) if registries else caller
-
-
 _REPLICATION = schema.replication_configurations
 
 
-async def with_replication_registries(svc: Services, caller: Caller) -> Caller:
-    """`caller` with the registries that have a replication configuration, read as
-    with_signing_registries reads signing's (the table is one the generation watches)."""
+def _registries(rows: Any) -> frozenset[tuple[str, str]]:
+    return frozenset((row.account_id, row.region) for row in rows)
+
+
+async def with_registry_features(svc: Services, caller: Caller) -> Caller:
+    """`caller` with what its requests consult on every push or pull, read once per
+    authorization generation (every table here is one it watches), so that a request never reads
+    them: the registries whose pull-time update exclusions name the caller (an IAM user by its ARN,
+    an assumed role's sessions by the role's), and the registries that configured managed signing
+    or replication (few: one row each), so a push to a registry without either reads nothing."""
+    if caller.type == "IAMUser":
+        excluded_arn: str | None = caller.arn
+    elif caller.type == "AssumedRole":
+        excluded_arn = caller.role_arn
+    else:
+        excluded_arn = None
     async with svc.db.read() as conn:
-        rows = await conn.execute(select(_REPLICATION.c.account_id, _REPLICATION.c.region))
-        registries = frozenset((row.account_id, row.region) for row in rows)
-    return replace(caller, replication_registries=registries) if registries else caller
+        excluded: frozenset[tuple[str, str]] = frozenset()
+        if excluded_arn is not None:
+            where = _EXCLUSIONS.c.principal_arn == excluded_arn
+            excluded = _registries(
+                await conn.execute(select(_EXCLUSIONS.c.account_id, _EXCLUSIONS.c.region).where(where))
+            )
+        signing = _registries(await conn.execute(select(_SIGNING.c.account_id, _SIGNING.c.region)))
+        replication = _registries(await conn.execute(select(_REPLICATION.c.account_id, _REPLICATION.c.region)))
+    return replace(
+        caller, pull_time_excluded_in=excluded, signing_registries=signing, replication_registries=replication
+    )
