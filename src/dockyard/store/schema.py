@@ -229,7 +229,14 @@ blobs = Table(
     # When an upload last claimed this digest, before moving its bytes into place: garbage
     # collection spares blobs claimed within its grace period (NULL: never since created_at).
     Column("touched_at", Float),
+    # Where the bytes are authoritative (core/registry/archive.py): "hot" (the blob store), or
+    # "archive" (an archive directory, or a colder S3 storage class). The mover copies before it
+    # flips a location and deletes the old copy only after: a blob is never missing from both.
+    Column("location", String(16), nullable=False, server_default="hot"),
 )
+# Only the few blobs on the archive tier.
+NOT_HOT = text("location != 'hot'")
+Index("ix_blobs_not_hot", blobs.c.location, sqlite_where=NOT_HOT, postgresql_where=NOT_HOT)
 
 # Lifecycle policy state per repository (the policy text itself is repositories.lifecycle_policy_text):
 # when the policy was last applied, and the latest StartLifecyclePolicyPreview's result.
@@ -285,11 +292,20 @@ images = Table(
     Column("manifest", LargeBinary, nullable=False),
     Column("pushed_at", Float, nullable=False),
     Column("last_pull_at", Float),
+    # ECR's imageStatus (core/registry/archive.py): ACTIVE, ARCHIVED, or ACTIVATING while a
+    # restore brings the layers back.
+    Column("status", String(16), nullable=False, server_default="ACTIVE"),
+    Column("archived_at", Float),
+    Column("activated_at", Float),
     UniqueConstraint("repository_id", "digest", name="uq_images_digest"),
     Index("ix_images_subject", "repository_id", "subject_digest"),
     Index("ix_images_pushed", "repository_id", "pushed_at"),
     Index("ix_images_repository_order", "repository_id", "id"),
 )
+# Only the few images that are not ACTIVE: the archive mover finds its work by it, and no listing
+# of a repository's images (which filters on status = ?) is tempted away from its own index.
+NOT_ACTIVE = text("status != 'ACTIVE'")
+Index("ix_images_not_active", images.c.status, sqlite_where=NOT_ACTIVE, postgresql_where=NOT_ACTIVE)
 
 # What an image's manifest refers to: blobs (config, layers) and child manifests (index entries).
 image_references = Table(
@@ -667,22 +683,6 @@ secret_versions = Table(
     Column("last_accessed_at", Float),
 )
 
-# Archive storage class (core/registry/archive.py). An image's status is ECR's imageStatus:
-# ACTIVE, ARCHIVED, or ACTIVATING while a restore brings its layers back. A blob's location says
-# where its bytes are authoritative: "hot" (the blob store), or "archive" (the archive tier: an
-# archive directory, or a colder S3 storage class); the mover copies before it flips a location
-# and deletes the old copy only after, so a blob is never missing from both places.
-images.append_column(Column("status", String(16), nullable=False, server_default="ACTIVE"))
-images.append_column(Column("archived_at", Float))
-images.append_column(Column("activated_at", Float))
-blobs.append_column(Column("location", String(16), nullable=False, server_default="hot"))
-# Only the few images that are not ACTIVE: the archive mover finds its work by it, and no listing
-# of a repository's images (which filters on status = ?) is tempted away from its own index.
-NOT_ACTIVE = text("status != 'ACTIVE'")
-Index("ix_images_not_active", images.c.status, sqlite_where=NOT_ACTIVE, postgresql_where=NOT_ACTIVE)
-# Likewise the blobs on the archive tier.
-NOT_HOT = text("location != 'hot'")
-Index("ix_blobs_not_hot", blobs.c.location, sqlite_where=NOT_HOT, postgresql_where=NOT_HOT)
 
 # Replication (core/replication/). PutReplicationConfiguration, per registry; rules are JSON as
 # the API takes them.
