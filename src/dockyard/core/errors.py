@@ -66,6 +66,8 @@ UnsupportedUpstreamRegistryException = _error("UnsupportedUpstreamRegistryExcept
 SecretNotFoundException = _error("SecretNotFoundException")
 UnableToAccessSecretException = _error("UnableToAccessSecretException")
 UnableToDecryptSecretValueException = _error("UnableToDecryptSecretValueException")
+UnableToGetUpstreamImageException = _error("UnableToGetUpstreamImageException")
+UnableToGetUpstreamLayerException = _error("UnableToGetUpstreamLayerException")
 
 
 class ManifestInvalid(DockyardError):

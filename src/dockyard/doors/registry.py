@@ -33,6 +33,8 @@ from dockyard.core.errors import (
     RepositoryNotFoundException,
     StorageBusy,
     StorageFull,
+    UnableToGetUpstreamImageException,
+    UnableToGetUpstreamLayerException,
     UploadNotFoundException,
 )
 from dockyard.core.identity.authorization import TokenRejected
@@ -86,8 +88,8 @@ _OCI_CODES: dict[type[DockyardError], tuple[int, str]] = {
     LimitExceededException: (403, "DENIED"),
     StorageFull: (StorageFull.oci_status, "UNAVAILABLE"),
     StorageBusy: (StorageBusy.oci_status, "UNAVAILABLE"),
-    pull_through.UnableToGetUpstreamImageException: (404, "MANIFEST_UNKNOWN"),
-    pull_through.UnableToGetUpstreamLayerException: (404, "BLOB_UNKNOWN"),
+    UnableToGetUpstreamImageException: (404, "MANIFEST_UNKNOWN"),
+    UnableToGetUpstreamLayerException: (404, "BLOB_UNKNOWN"),
 }
 
 Handler = Callable[[Request, Caller, str], Awaitable[Response]]

@@ -23,7 +23,11 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dockyard.core.errors import InvalidParameterException, RepositoryNotFoundException
+from dockyard.core.errors import (
+    InvalidParameterException,
+    RepositoryNotFoundException,
+    UnableToGetUpstreamImageException,
+)
 from dockyard.core.identity.caller import Caller
 from dockyard.core.paging import decode_token, encode_token, page_size
 from dockyard.core.registry import archive, negotiation
@@ -561,7 +565,7 @@ async def _pull_through_missing(
         assert reference is not None
         try:
             pulled = await pull_through.pull_manifest(svc, caller, account_id, repository, reference, repo)
-        except pull_through.UnableToGetUpstreamImageException as exc:
+        except UnableToGetUpstreamImageException as exc:
             if repo is None:
                 raise
             resolved[image_id] = (None, ("UpstreamUnavailable", exc.message))

@@ -42,6 +42,8 @@ from dockyard.core.errors import (
     SecretNotFoundException,
     UnableToAccessSecretException,
     UnableToDecryptSecretValueException,
+    UnableToGetUpstreamImageException,
+    UnableToGetUpstreamLayerException,
 )
 from dockyard.core.identity.access import Resource, authorize, repository_arn
 from dockyard.core.identity.caller import Caller, root_caller
@@ -93,16 +95,6 @@ _tasks: set[asyncio.Task[Any]] = set()
 # (repository id, digest) of the completions running in this process: pulls that restart one while
 # it runs would only duplicate its reads (the blob leases keep the fetches single across processes).
 _completing: set[tuple[int, str]] = set()
-
-
-class UnableToGetUpstreamImageException(DockyardError):
-    code = "UnableToGetUpstreamImageException"
-    status = 400
-
-
-class UnableToGetUpstreamLayerException(DockyardError):
-    code = "UnableToGetUpstreamLayerException"
-    status = 400
 
 
 def image_failure(name: str, reference: str, account_id: str, detail: str) -> UnableToGetUpstreamImageException:
