@@ -91,6 +91,19 @@ class Target:
                 total += proc.memory_info().rss
         return total
 
+    def pss(self) -> int:
+        """Proportional set size of the server and its workers: a page shared by k processes counts
+        1/k in each, so the sum counts it once. RSS counts it in every process: the workers share
+        the interpreter, the libraries and what the supervisor had before it forked them."""
+        if self.process is None:
+            raise TargetError(f"{self.name} was not started here; its memory cannot be read")
+        root = psutil.Process(self.process.pid)
+        total = 0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += proc.memory_full_info().pss
+        return total
+
     def cpu_seconds(self) -> float | None:
         """CPU time (user + system) the server and its workers have used so far, or None when it
         was not started here. Unlike wall-clock figures, this cost barely moves when other work

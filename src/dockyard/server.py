@@ -110,6 +110,10 @@ def run(
         "metrics_address": list(metrics_address) if metrics_address else None,
     }
     environment = {**os.environ, SETTINGS_ENV: settings_to_json(settings)}
+    # glibc gives each thread that allocates its own arena (up to 8 per core) and keeps what is
+    # freed there: the threads that commit and hash would each hold megabytes while the server
+    # idles. Two arenas serve a worker's few threads; an operator's own setting wins.
+    environment.setdefault("MALLOC_ARENA_MAX", "2")
     # What the command printed (a new root key, say) must not be lost with this interpreter's buffers.
     sys.stdout.flush()
     sys.stderr.flush()

@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import Compiled
 
-from dockyard.store.database import Database
+from dockyard.store.database import CACHE_KIB, Database
 
 # Milliseconds a read waits when SQLite says busy (under WAL only while a crashed writer's log
 # is recovered); the event loop waits with it, so keep it short.
@@ -51,6 +51,7 @@ class _SqliteReader:
         if held is None or held[0] != pid:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             # This connection only ever reads; SQLite enforces it.
             conn.execute("PRAGMA query_only=ON")
             held = (pid, conn)

@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from sqlalchemy import and_, bindparam, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.errors import BlobUnknown
@@ -169,8 +167,14 @@ async def linked_sizes(conn: AsyncConnection, repo: Repository, digests: list[st
     return {row.digest: row.size for row in rows}
 
 
-def _link_statements(dialect_insert: Any) -> tuple[Prepared, Prepared]:
-    """The two upserts of `link` in a dialect's INSERT … ON CONFLICT."""
+@functools.cache
+def _link_statements(dialect: str) -> tuple[Prepared, Prepared]:
+    """The two upserts of `link` in the dialect's INSERT … ON CONFLICT. Built on first use: a
+    server on SQLite never loads PostgreSQL's dialect (2 MiB in every worker)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
     blobs = schema.blobs
     blob = dialect_insert(blobs).values(digest=bindparam("digest"), size=bindparam("size"), created_at=bindparam("now"))
     blob = blob.on_conflict_do_update(
@@ -185,15 +189,12 @@ def _link_statements(dialect_insert: Any) -> tuple[Prepared, Prepared]:
     return Prepared(blob), Prepared(linked)
 
 
-_LINK_STATEMENTS = {"sqlite": _link_statements(sqlite_insert), "postgresql": _link_statements(postgresql_insert)}
-
-
 async def link(conn: AsyncConnection, repository_id: int, digest: str, size: int) -> None:
     """Record that the blob exists (its bytes are durable already, `size` verified) and that the
     repository has it. An existing link is refreshed: garbage collection counts a link's grace
     period from its last use, so a push that relies on it is never cut short. A blob row of the
     wrong size (a damaged blob's, put back by verified bytes) takes the true size."""
-    blob, linked = _LINK_STATEMENTS[conn.dialect.name]
+    blob, linked = _link_statements(conn.dialect.name)
     params = {"repository_id": repository_id, "digest": digest, "size": size, "now": now()}
     await blob.execute(conn, params)
     await linked.execute(conn, params)
