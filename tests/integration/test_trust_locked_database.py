@@ -17,6 +17,7 @@ import requests
 
 from tests.integration.ops_support import Pusher
 from tests.support.clients import Boto3Clients
+from tests.support.registry_http import digest_of
 from tests.support.server import DockyardServer, ServerFactory, ServerStartError
 
 # A request used to wait 30 s on the lock; well under that, with room for a loaded machine.
@@ -84,8 +85,13 @@ def test_locked_database_answers_promptly_and_recovers(
         assert error["Code"] == "ServerException"
         assert "locked by another process" in error["Message"]
 
+        # Starting an upload writes no row (its state lives beside its bytes); completing it
+        # links the blob, which is refused promptly.
         started = time.monotonic()
-        answer = pusher.request("POST", "/v2/held/blobs/uploads/")
+        upload = pusher.request("POST", "/v2/held/blobs/uploads/")
+        assert upload.status_code == 202, upload.text
+        layer = b"layer during the lock"
+        answer = pusher.request("PUT", f"{upload.headers['Location']}?digest={digest_of(layer)}", data=layer)
         assert time.monotonic() - started < PROMPT
         assert answer.status_code == 503, answer.text
         assert answer.headers["Content-Type"] == "application/json"

@@ -151,4 +151,7 @@ class GuardedBlobStore:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._store, name)
+        if name == "upload_states" and attribute is not None:
+            # Saving an upload's state is a write too (a file beside the upload's bytes).
+            return GuardedBlobStore(attribute)
         return translating(attribute) if inspect.iscoroutinefunction(attribute) else attribute

@@ -1,13 +1,14 @@
 """Garbage collection, online: what no image needs any more is removed while pushes go on.
 
 What goes, in this order:
-1. upload sessions untouched for longer than the upload expiry (row, then bytes);
+1. upload sessions untouched for longer than the upload expiry (row, then bytes; or, where the
+   blob store keeps an upload's state beside its bytes, state and bytes, under the upload's lock);
 2. layer links (a repository "has" a blob) older than the grace period that no image of that
    repository refers to: what abandoned pushes, blob DELETEs and deleted images leave behind;
 3. blobs no repository has and no image refers to, recorded or touched longer ago than the grace
    period: row and file go in one write transaction;
-4. files no row accounts for (a crash between writing bytes and recording them), once older than
-   the grace period.
+4. files no row accounts for (a crash between writing bytes and recording them), or uploads whose
+   bytes or state are missing, once older than the grace period.
 
 Why an upload, a mount or a manifest put in flight never loses a blob it relies on:
 - Every step marks candidates from reads, then deletes in short write transactions of at most
@@ -51,7 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.core.services import Services
 from dockyard.store import schema
-from dockyard.store.blobs.interface import StoredFile, UploadBusy, UploadGone
+from dockyard.store.blobs.interface import StoredFile, UploadBusy, UploadGone, UploadState, UploadStates
 
 log = logging.getLogger("dockyard.gc")
 
@@ -179,6 +180,34 @@ async def _idle_upload_pages(svc: Services, cutoff: float) -> AsyncIterator[list
 
 
 async def _expire_uploads(svc: Services, cutoff: float, dry_run: bool) -> list[tuple[str, int]]:
+    # Rows too where the store keeps the states: an upload started before it did has one.
+    removed = await _expire_upload_rows(svc, cutoff, dry_run)
+    if svc.blobs.upload_states is not None:
+        removed.extend(await _expire_upload_states(svc, svc.blobs.upload_states, cutoff, dry_run))
+    return removed
+
+
+async def _expire_upload_states(
+    svc: Services, states: UploadStates, cutoff: float, dry_run: bool
+) -> list[tuple[str, int]]:
+    """Uploads whose state the blob store keeps, idle since `cutoff`: the state is read again
+    under the upload's lock, which an append holds from reading the state to saving the next."""
+    removed: list[tuple[str, int]] = []
+    async for upload in svc.blobs.stored_uploads():
+        state = await states.load(upload.name) if upload.changed_at < cutoff else None
+        if state is None or state.updated_at >= cutoff:
+            continue
+        if not dry_run:
+            async with AsyncExitStack() as held:
+                state = await states.load(upload.name) if await _hold_if_idle(svc, held, upload.name) else None
+                if state is None or state.updated_at >= cutoff:
+                    continue
+                await svc.blobs.cancel_upload(upload.name)
+        removed.append((upload.name, state.size))
+    return removed
+
+
+async def _expire_upload_rows(svc: Services, cutoff: float, dry_run: bool) -> list[tuple[str, int]]:
     removed: list[tuple[str, int]] = []
     async for page in _idle_upload_pages(svc, cutoff):
         if dry_run:
@@ -381,8 +410,17 @@ async def _orphans_among(
 async def _orphan_upload_files(svc: Services, cutoff: float, dry_run: bool) -> list[tuple[str, int]]:
     files = (f async for f in svc.blobs.stored_uploads() if f.changed_at < cutoff)
     removed: list[tuple[str, int]] = []
+    states = svc.blobs.upload_states
     async for batch in _batches((f.name, f.size) async for f in files):
         sizes = dict(batch)
+        if states is not None:
+            # An upload exists while its bytes and its state both do; a crash may leave one.
+            orphans = [name for name in sizes if await states.load(name) is None]
+            if not dry_run:
+                for name in orphans:
+                    await svc.blobs.cancel_upload(name)
+            removed.extend((name, sizes[name]) for name in orphans)
+            continue
         transaction = svc.db.read() if dry_run else svc.db.write()
         async with transaction as conn:
             known = set((await conn.execute(select(uploads.c.id).where(uploads.c.id.in_(list(sizes))))).scalars())
@@ -392,6 +430,13 @@ async def _orphan_upload_files(svc: Services, cutoff: float, dry_run: bool) -> l
                     await svc.blobs.cancel_upload(name)
         removed.extend((name, sizes[name]) for name in orphans)
     return removed
+
+
+async def _upload_states(svc: Services, states: UploadStates) -> AsyncIterator[UploadState]:
+    async for upload in svc.blobs.stored_uploads():
+        state = await states.load(upload.name)
+        if state is not None:
+            yield state
 
 
 async def _batches(items: AsyncIterable[tuple[str, int]]) -> AsyncIterator[list[tuple[str, int]]]:
@@ -413,6 +458,10 @@ async def storage_report(svc: Services) -> StorageReport:
         report.blobs, report.total_bytes = int(total[0]), int(total[1])
         pending = (await conn.execute(select(func.count(), func.coalesce(func.sum(uploads.c.size), 0)))).one()
         report.upload_sessions, report.upload_bytes = int(pending[0]), int(pending[1])
+        if svc.blobs.upload_states is not None:
+            kept = [state async for state in _upload_states(svc, svc.blobs.upload_states)]
+            report.upload_sessions += len(kept)
+            report.upload_bytes += sum(state.size for state in kept)
         image_counts = dict(
             (await conn.execute(select(images.c.repository_id, func.count()).group_by(images.c.repository_id))).all()
         )

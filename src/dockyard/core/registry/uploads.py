@@ -3,12 +3,19 @@
 The registry door's POST/PATCH/PUT/DELETE on uploads and the ECR door's InitiateLayerUpload,
 UploadLayerPart and CompleteLayerUpload are these same operations.
 
-An upload is one ordered stream whichever worker or node a request reaches. Its row records the
-size every acknowledged append reached and the `writer` token naming those bytes in the blob
-store. An append holds the store's upload lock from reading the row to recording its result, and
-records it only if the row still says what it read (compare and set); so of two requests racing
-for the same range one is refused (416), and the store never trusts bytes or a running hash that
-the row does not name (dockyard.store.blobs.filesystem)."""
+An upload is one ordered stream whichever worker or node a request reaches. Its state records
+the repository that started it, the size every acknowledged append reached and the `writer`
+token naming those bytes in the blob store. An append holds the store's upload lock from reading
+the state to recording its result, so of two requests racing for the same range one is refused
+(416), and the store never trusts bytes or a running hash that the state does not name.
+
+Where the state lives is the blob store's choice (`BlobStore.upload_states`):
+- beside the upload's bytes (the filesystem store, one machine): the flock is held from reading
+  the state to saving the next, so starting and appending to an upload write no database row,
+  and completing it writes only the blob's row and link;
+- in the `uploads` table (the S3 store, shared by nodes with no lock between them): the upload's
+  row is inserted when it starts, an append records its result only if the row still says what
+  it read (compare and set), and the row is deleted in the transaction that links the blob."""
 
 from __future__ import annotations
 
@@ -36,7 +43,7 @@ from dockyard.core.registry.images import REPOSITORY_COLUMNS, THIS_REPOSITORY, a
 from dockyard.core.registry.repositories import Repository
 from dockyard.core.services import Services, now
 from dockyard.store import fastread, schema
-from dockyard.store.blobs.interface import Appended, DigestMismatch, UploadBusy, UploadGone
+from dockyard.store.blobs.interface import Appended, DigestMismatch, UploadBusy, UploadGone, UploadState, UploadStates
 from dockyard.store.prepared import Prepared
 
 uploads = schema.uploads
@@ -58,6 +65,7 @@ class Upload:
     parts: int
     last_part_size: int | None
     writer: str | None = None
+    started_at: float = 0.0
 
 
 def upload_not_found(upload_id: str, repo: Repository) -> UploadNotFoundException:
@@ -94,11 +102,31 @@ _ROW = select(uploads.c.size, uploads.c.parts, uploads.c.last_part_size, uploads
 
 async def start_upload(svc: Services, caller: Caller, account_id: str, repository: str) -> Upload:
     upload_id = str(uuid.uuid4())  # canonical form, as ECR hands out upload ids
+    states = svc.blobs.upload_states
+    if states is None:
+        async with svc.db.write() as conn:
+            repo = await open_for_push(svc, conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
+            await svc.blobs.start_upload(upload_id)
+            await _INSERT.execute(conn, {"id": upload_id, "repository_id": repo.id, "moment": now()})
+        return Upload(upload_id, repo, 0, 0, None)
+    repo = await _pushable(svc, caller, account_id, repository)
+    moment = now()
+    await svc.blobs.start_upload(upload_id)
+    await states.save(upload_id, UploadState(repo.id, repo.created_at, moment, moment))
+    return Upload(upload_id, repo, 0, 0, None, started_at=moment)
+
+
+async def _pushable(svc: Services, caller: Caller, account_id: str, repository: str) -> Repository:
+    """The repository an upload starts in, once `caller` may InitiateLayerUpload: read without a
+    write transaction when it exists; when it does not, as open_for_push decides (a creation
+    template may create it, in a write transaction)."""
+    rows = await fastread.fetch(
+        svc.db, _REPOSITORY, {"account": account_id, "region": caller.region, "name": repository}
+    )
+    if rows:
+        return await authorized_repository(svc, caller, account_id, repository, "ecr:InitiateLayerUpload", rows)
     async with svc.db.write() as conn:
-        repo = await open_for_push(svc, conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
-        await svc.blobs.start_upload(upload_id)
-        await _INSERT.execute(conn, {"id": upload_id, "repository_id": repo.id, "moment": now()})
-    return Upload(upload_id, repo, 0, 0, None)
+        return await open_for_push(svc, conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
 
 
 async def _authorised(
@@ -130,15 +158,26 @@ async def _load(conn: AsyncConnection, repo: Repository, upload_id: str) -> Uplo
 async def _standing_at(
     svc: Services, repo: Repository, upload_id: str, start: int | None, part_rules: bool = False
 ) -> Upload:
-    """The upload as its row records it (the caller holds its lock), refused when a chunk that
+    """The upload as its state records it (the caller holds its lock), refused when a chunk that
     says where it starts does not start there."""
-    rows = await fastread.fetch(svc.db, _ROW, {"id": upload_id, "repository_id": repo.id})
-    upload = _upload_of(repo, upload_id, rows[0] if rows else None)
+    upload = await _current(svc, repo, upload_id)
     if start is not None and start != upload.size:
         if part_rules:
             raise invalid_part(upload)
         raise RangeInvalid(f"chunk starts at byte {start} but the upload stands at {upload.size}")
     return upload
+
+
+async def _current(svc: Services, repo: Repository, upload_id: str) -> Upload:
+    """The upload as its state records it; not found unless `repo` started it."""
+    states = svc.blobs.upload_states
+    if states is None:
+        rows = await fastread.fetch(svc.db, _ROW, {"id": upload_id, "repository_id": repo.id})
+        return _upload_of(repo, upload_id, rows[0] if rows else None)
+    state = await states.load(upload_id)
+    if state is None or (state.repository_id, state.repository_created) != (repo.id, repo.created_at):
+        raise upload_not_found(upload_id, repo)
+    return Upload(upload_id, repo, state.size, state.parts, state.last_part_size, state.writer, state.started_at)
 
 
 async def find_upload(
@@ -186,11 +225,15 @@ async def append(
         raise RangeInvalid("another request is writing to this upload") from None
     except UploadGone as exc:
         raise upload_not_found(upload_id, repo) from exc
-    return Upload(upload_id, repo, appended.size, upload.parts + 1, recorded, appended.writer)
+    return Upload(upload_id, repo, appended.size, upload.parts + 1, recorded, appended.writer, upload.started_at)
 
 
 async def _record(svc: Services, upload: Upload, appended: Appended, recorded: int, part_rules: bool) -> None:
-    """Record where the append left the upload, if the row still says where it started."""
+    """Record where the append left the upload, if its state still says where it started."""
+    states = svc.blobs.upload_states
+    if states is not None:
+        await _save(states, upload, appended, recorded)
+        return
     async with svc.db.write() as conn:
         changed = await conn.execute(
             update(uploads)
@@ -213,6 +256,16 @@ async def _record(svc: Services, upload: Upload, appended: Appended, recorded: i
     if part_rules:
         raise invalid_part(current)
     raise RangeInvalid(f"the upload moved on to byte {current.size} while this chunk was written")
+
+
+async def _save(states: UploadStates, upload: Upload, appended: Appended, recorded: int) -> None:
+    """Save the state the append left (no compare needed: the upload's lock has been held since
+    its state was read, and only a holder of that lock saves one)."""
+    repo = upload.repository
+    state = UploadState(
+        repo.id, repo.created_at, upload.started_at, now(), appended.size, upload.parts + 1, recorded, appended.writer
+    )
+    await states.save(upload.id, state)
 
 
 # The API reference's wording for InvalidLayerPartException and EmptyUploadException.
@@ -292,7 +345,8 @@ async def complete(
                 if await svc.blobs.size(digest) != size:
                     raise UploadGone(upload_id)
                 await link(conn, repo.id, digest, size)
-                await _DELETE.execute(conn, {"id": upload_id})
+                if svc.blobs.upload_states is None:
+                    await _DELETE.execute(conn, {"id": upload_id})
     except UploadBusy:
         raise RangeInvalid("another request is writing to this upload") from None
     except UploadGone as exc:
@@ -308,8 +362,9 @@ async def _nothing() -> AsyncIterator[bytes]:
 
 async def cancel(svc: Services, caller: Caller, account_id: str, repository: str, upload_id: str) -> None:
     upload = await find_upload(svc, caller, account_id, repository, upload_id, "ecr:UploadLayerPart")
-    async with svc.db.write() as conn:
-        await _DELETE.execute(conn, {"id": upload.id})
+    if svc.blobs.upload_states is None:
+        async with svc.db.write() as conn:
+            await _DELETE.execute(conn, {"id": upload.id})
     await svc.blobs.cancel_upload(upload.id)
 
 

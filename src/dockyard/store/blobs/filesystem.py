@@ -1,7 +1,8 @@
 """Blobs on the local file system: the embedded default.
 
-Blobs live under <root>/blobs/<algorithm>/<2 hex>/<hex>, uploads under <root>/uploads/<id>, and
-blobs in the archive tier under <archive root>/blobs/<algorithm>/<2 hex>/<hex> (another disk,
+Blobs live under <root>/blobs/<algorithm>/<2 hex>/<hex>, uploads under <root>/uploads/<id> with
+their state beside them in <root>/uploads/<id>.state (see UploadStateFiles), and blobs in the
+archive tier under <archive root>/blobs/<algorithm>/<2 hex>/<hex> (another disk,
 as the operator names it). An
 upload's lock is an flock on its file, which every process on the machine sees and the kernel
 releases when a process dies; its verified bytes are flushed, then hard-linked into place (never
@@ -11,8 +12,10 @@ over a sound blob) and the upload's name removed. The guarantees are the interfa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +31,7 @@ from dockyard.store.blobs.interface import (
     StoredFile,
     UploadBusy,
     UploadGone,
+    UploadState,
     new_writer,
     split_digest,
 )
@@ -37,6 +41,49 @@ from dockyard.store.blobs.interface import (
 BUFFER_SIZE = 1024 * 1024
 # How much of an upload is written between early writeback requests.
 FLUSH_EVERY = 16 * 1024 * 1024
+# An upload's state file, and the name a new state is written under before it replaces it.
+STATE_SUFFIX = ".state"
+NEW_STATE_SUFFIX = ".state-new"
+
+
+class UploadStateFiles:
+    """Each upload's state in <uploads>/<id>.state, beside its bytes in <uploads>/<id>.
+
+    One machine's processes share the directory, and the upload's flock makes one request at a
+    time its writer from reading the state to saving the next one, so no database row has to
+    decide between racing appends. A state is written whole under another name and renamed over
+    the old one, so a reader (or a process killed mid-write) sees one state or the next, never a
+    mix. States are not fsync'd: a PATCH acknowledges no stored data (the upload's bytes are not
+    flushed before its 202 either); what a kill leaves in the page cache survives, and only a
+    power loss can cost an upload in progress, which the client then starts again. An upload
+    exists while both files do: the bytes' name goes first when it is completed or cancelled,
+    so a state a racing append saves afterwards names nothing."""
+
+    def __init__(self, uploads: Path) -> None:
+        self._uploads = uploads
+
+    async def save(self, upload_id: str, state: UploadState) -> None:
+        data = self._uploads / upload_id
+        new = self._uploads / f"{upload_id}{NEW_STATE_SUFFIX}"
+        new.write_bytes(json.dumps(dataclasses.asdict(state)).encode())
+        current = self._uploads / f"{upload_id}{STATE_SUFFIX}"
+        os.replace(new, current)
+        if not data.exists():
+            current.unlink(missing_ok=True)
+            raise UploadGone(upload_id)
+
+    async def load(self, upload_id: str) -> UploadState | None:
+        try:
+            text = (self._uploads / f"{upload_id}{STATE_SUFFIX}").read_bytes()
+        except FileNotFoundError:
+            return None
+        if not (self._uploads / upload_id).exists():
+            return None
+        return UploadState(**json.loads(text))
+
+    def remove(self, upload_id: str) -> None:
+        for suffix in (STATE_SUFFIX, NEW_STATE_SUFFIX):
+            (self._uploads / f"{upload_id}{suffix}").unlink(missing_ok=True)
 
 
 class FilesystemBlobStore:
@@ -50,6 +97,7 @@ class FilesystemBlobStore:
         self._uploads = root / "uploads"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._uploads.mkdir(parents=True, exist_ok=True)
+        self.upload_states = UploadStateFiles(self._uploads)
         # Hash state of uploads in progress on this node; another node (or a restart)
         # re-reads the file instead.
         self._hashing: dict[str, RunningHash] = {}
@@ -158,7 +206,9 @@ class FilesystemBlobStore:
 
     async def cancel_upload(self, upload_id: str) -> None:
         self._hashing.pop(upload_id, None)
+        # The bytes' name first: without it the upload is gone, whatever state is left.
         self._upload_path(upload_id).unlink(missing_ok=True)
+        self.upload_states.remove(upload_id)
 
     async def put(self, data: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -189,8 +239,16 @@ class FilesystemBlobStore:
                     yield StoredFile(f"{algorithm.name}:{entry.name}", *_size_and_change(entry))
 
     async def stored_uploads(self) -> AsyncIterator[StoredFile]:
+        """One entry per upload: the size of its bytes, changed when its bytes or state last were
+        (a state left without bytes counts, at size 0, so that it is removed too)."""
+        found: dict[str, tuple[int, float]] = {}
         for entry in _files(self._uploads):
-            yield StoredFile(entry.name, *_size_and_change(entry))
+            name, _, suffix = entry.name.partition(".")
+            size, changed = _size_and_change(entry)
+            known_size, known_changed = found.get(name, (0, 0.0))
+            found[name] = (known_size if suffix else size, max(known_changed, changed))
+        for name, (size, changed) in found.items():
+            yield StoredFile(name, size, changed)
 
     # -- the archive tier ---------------------------------------------------------------------
 

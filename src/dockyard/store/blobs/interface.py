@@ -11,6 +11,11 @@ Two guarantees, whatever requests race on whichever process or node:
   request at a time the writer of an upload, from reading where it stands to recording where it
   ends (dockyard.core.registry.uploads).
 
+Where that record lives depends on the store (`upload_states`). The filesystem store keeps
+it beside the upload's bytes (an `UploadState`), since one machine's flock already makes one
+request at a time the writer. The S3 store, shared by nodes with no lock between them, leaves it
+to the metadata database's compare-and-set.
+
 Implementations: dockyard.store.blobs.filesystem (the embedded default) and
 dockyard.store.blobs.s3; dockyard.store.blobs.open_blob_store picks one from the settings."""
 
@@ -70,6 +75,22 @@ def new_writer() -> str:
 
 
 @dataclass(frozen=True)
+class UploadState:
+    """Where an upload stands and whose it is, as a store that keeps it beside the bytes records it.
+    The repository is named by id and creation time, so a repository deleted and created again
+    (which may reuse the id) does not inherit its predecessor's uploads."""
+
+    repository_id: int
+    repository_created: float
+    started_at: float
+    updated_at: float
+    size: int = 0
+    parts: int = 0
+    last_part_size: int | None = None
+    writer: str | None = None
+
+
+@dataclass(frozen=True)
 class StoredFile:
     """A file the store holds: a blob (named by its digest) or an upload's bytes (by upload id)."""
 
@@ -79,7 +100,21 @@ class StoredFile:
     changed_at: float
 
 
+class UploadStates(Protocol):
+    """Upload states kept beside the uploads' bytes."""
+
+    # Record where an upload stands (the caller holds its lock, or has just started it and told
+    # nobody its id yet). UploadGone when its bytes went meanwhile (a cancel, an expiry).
+    async def save(self, upload_id: str, state: UploadState) -> None: ...
+    # The upload's state as last saved; None when it has none or its bytes are gone.
+    async def load(self, upload_id: str) -> UploadState | None: ...
+
+
 class BlobStore(Protocol):
+    # Where this store keeps each upload's state beside its bytes; None when the metadata
+    # database must record it.
+    upload_states: UploadStates | None
+
     async def start_upload(self, upload_id: str) -> None: ...
     # Held from reading where an upload stands to recording where an append left it; UploadBusy
     # when another request holds it, UploadGone when the upload's bytes are gone.

@@ -45,6 +45,7 @@ from dockyard.store.blobs.interface import (
     RunningHash,
     StoredFile,
     UploadGone,
+    UploadStates,
     new_writer,
     split_digest,
 )
@@ -124,6 +125,9 @@ class S3BlobStore:
         # Running hashes of uploads appended on this node, each for the (size, writer) it covers;
         # another node (or a state another append wrote since) re-reads the bytes instead.
         self._hashing: dict[str, RunningHash] = {}
+        # Nodes share the bucket with no lock between them: the metadata database's
+        # compare-and-set decides racing appends, so it keeps the uploads' state.
+        self.upload_states: UploadStates | None = None
 
     # -- keys and the client ------------------------------------------------------------------
 
