@@ -54,21 +54,11 @@ class ReplicationWorker(PollingWorker):
         # first copy, not by every worker that only ever finds the queue empty.
         from dockyard.core.replication import run
 
-        renewing = asyncio.create_task(self._renew(job))
-        try:
-            await run.perform(self.svc, job, self.node, self._record)
-        except asyncio.CancelledError:
-            # Shutting down: hand the job back at once rather than when the lease runs out.
-            await jobs.release_claim(self.svc, job, self.node)
-            raise
-        except Exception as exc:  # noqa: BLE001 - an unexpected fault is retried like an unanswering site
-            log.exception("replication of %s@%s failed", job.repository, job.digest)
-            await jobs.retry_later(self.svc, job, self.node, INTERNAL_ERROR, f"Internal error: {type(exc).__name__}")
-        finally:
-            renewing.cancel()
+        async with jobs.QUEUE.holding(self.svc.db, job.key, self.node, jobs.LEASE_SECONDS):
+            try:
+                await run.perform(self.svc, job, self.node, self._record)
+            except Exception as exc:  # noqa: BLE001 - an unexpected fault is retried like an unanswering site
+                log.exception("replication of %s@%s failed", job.repository, job.digest)
+                internal = f"Internal error: {type(exc).__name__}"
+                await jobs.retry_later(self.svc, job, self.node, INTERNAL_ERROR, internal)
         return True
-
-    async def _renew(self, job: jobs.ReplicationJob) -> None:
-        while True:
-            await asyncio.sleep(jobs.LEASE_SECONDS / 3)
-            await jobs.renew_claim(self.svc, job, self.node)

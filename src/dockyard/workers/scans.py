@@ -9,7 +9,6 @@ trail as the "ECR Image Scan" event ECR sends to EventBridge."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -60,38 +59,27 @@ class ScanWorker(PollingWorker):
         # The scanner is imported with the first scan: a worker that never scans never loads it.
         from dockyard.scanner.run import ScanFailed
 
-        renewing = asyncio.create_task(self._renew(job))
-        try:
-            inventory = await self._inventory(job)
-            evaluation = await scans.evaluate(self.svc, inventory)
-            stored = await scans.complete_scan(self.svc, job, self.node, inventory, evaluation)
-            log.info(
-                "scanned %s@%s: %d packages, %d findings, %s%s",
-                job.repository, job.digest, len(inventory.packages), len(evaluation.findings), evaluation.status,
-                "" if stored else " (discarded)",
-            )  # fmt: skip
-            if stored:
-                await self._record(job.image_id)
-        except ScanFailed as exc:
-            log.warning("scan of %s@%s failed: %s", job.repository, job.digest, exc)
-            if await scans.fail_scan(self.svc, job, self.node, f"ScanFailedError: {exc}"):
-                await self._record(job.image_id)
-        except asyncio.CancelledError:
-            # Shutting down: hand the scan back at once rather than when the claim expires.
-            await scans.release_claim(self.svc, job, self.node)
-            raise
-        except Exception as exc:  # noqa: BLE001 - recorded as the scan's failure, not retried forever
-            log.exception("scan of %s@%s failed", job.repository, job.digest)
-            description = f"ScanFailedError: internal error: {type(exc).__name__}"
-            if await scans.fail_scan(self.svc, job, self.node, description):
-                await self._record(job.image_id)
-        finally:
-            renewing.cancel()
-
-    async def _renew(self, job: scans.ScanJob) -> None:
-        while True:
-            await asyncio.sleep(LEASE_SECONDS / 3)
-            await scans.renew_claim(self.svc, job, self.node)
+        async with scans.QUEUE.holding(self.svc.db, job.key, self.node, LEASE_SECONDS):
+            try:
+                inventory = await self._inventory(job)
+                evaluation = await scans.evaluate(self.svc, inventory)
+                stored = await scans.complete_scan(self.svc, job, self.node, inventory, evaluation)
+                log.info(
+                    "scanned %s@%s: %d packages, %d findings, %s%s",
+                    job.repository, job.digest, len(inventory.packages), len(evaluation.findings), evaluation.status,
+                    "" if stored else " (discarded)",
+                )  # fmt: skip
+                if stored:
+                    await self._record(job.image_id)
+            except ScanFailed as exc:
+                log.warning("scan of %s@%s failed: %s", job.repository, job.digest, exc)
+                if await scans.fail_scan(self.svc, job, self.node, f"ScanFailedError: {exc}"):
+                    await self._record(job.image_id)
+            except Exception as exc:  # noqa: BLE001 - recorded as the scan's failure, not retried forever
+                log.exception("scan of %s@%s failed", job.repository, job.digest)
+                description = f"ScanFailedError: internal error: {type(exc).__name__}"
+                if await scans.fail_scan(self.svc, job, self.node, description):
+                    await self._record(job.image_id)
 
     async def _inventory(self, job: scans.ScanJob) -> Inventory:
         from dockyard.scanner.layers import PathLayer

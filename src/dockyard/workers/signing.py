@@ -6,7 +6,6 @@ one profile and the work of a process that died is taken over."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from dockyard.core.services import Services
@@ -29,21 +28,10 @@ class SigningWorker(PollingWorker):
         job = await jobs.claim_next(self.svc, self.node)
         if job is None:
             return False
-        renewing = asyncio.create_task(self._renew(job))
-        try:
-            await jobs.sign(self.svc, job, self.node)
-        except asyncio.CancelledError:
-            # Shutting down: hand the job back at once rather than when the lease runs out.
-            await jobs.release_claim(self.svc, job, self.node)
-            raise
-        except Exception as exc:  # noqa: BLE001 - recorded as the job's failure, not retried forever
-            log.exception("signing %s@%s failed", job.repository, job.target.digest)
-            await jobs.fail(self.svc, job, self.node, jobs.SIGNING_ERROR, f"Internal error: {type(exc).__name__}")
-        finally:
-            renewing.cancel()
+        async with jobs.QUEUE.holding(self.svc.db, job.key, self.node, jobs.LEASE_SECONDS):
+            try:
+                await jobs.sign(self.svc, job, self.node)
+            except Exception as exc:  # noqa: BLE001 - recorded as the job's failure, not retried forever
+                log.exception("signing %s@%s failed", job.repository, job.target.digest)
+                await jobs.fail(self.svc, job, self.node, jobs.SIGNING_ERROR, f"Internal error: {type(exc).__name__}")
         return True
-
-    async def _renew(self, job: jobs.SigningJob) -> None:
-        while True:
-            await asyncio.sleep(jobs.LEASE_SECONDS / 3)
-            await jobs.renew_claim(self.svc, job, self.node)

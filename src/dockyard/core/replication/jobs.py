@@ -1,11 +1,10 @@
 """Replication jobs: the IN_PROGRESS rows of image_replication_statuses, claimed by one worker at
 a time under a lease, carried out, and closed as COMPLETE or FAILED.
 
-A claim is an UPDATE in a write transaction, and write transactions are serialised across
-processes, so two workers never hold one job. A worker renews its claim while it copies; a claim
-not renewed for LEASE_SECONDS is taken over. Closing a job only succeeds for the claim's holder,
-and a job a push re-opened meanwhile (`pending`, a tag moved onto the image) is handed back
-rather than closed, so its new tag is carried too. A failure worth retrying (a site that does
+Claims are store/claims.py's: no two workers hold one job, a worker renews its claim while it
+copies, and a claim not renewed for LEASE_SECONDS is taken over. Closing a job only succeeds for
+the claim's holder, and a job a push re-opened meanwhile (`pending`, a tag moved onto the image)
+is handed back rather than closed, so its new tag is carried too. A failure worth retrying (a site that does
 not answer) leaves the job IN_PROGRESS with its failure code, to be tried again after a backoff
 that doubles up to MAX_BACKOFF_SECONDS, for as long as it takes the site to come back."""
 
@@ -15,11 +14,12 @@ import logging
 import os
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import delete, select, update
 
 from dockyard.core.replication.rules import COMPLETE, FAILED, IN_PROGRESS
 from dockyard.core.services import Services, now
 from dockyard.store import schema
+from dockyard.store.claims import ClaimedQueue
 
 log = logging.getLogger("dockyard.replication")
 
@@ -46,6 +46,10 @@ class ReplicationJob:
     due_at: float
 
     @property
+    def key(self) -> tuple[int, str, str]:
+        return (self.image_id, self.destination_region, self.destination_registry)
+
+    @property
     def round_key(self) -> str:
         return f"{self.image_id}/{self.destination_region}/{self.destination_registry}/{self.due_at!r}"
 
@@ -55,31 +59,24 @@ def backoff(attempts: int) -> float:
     return min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** max(0, attempts - 1))
 
 
-def _claimable(lease_seconds: float) -> object:
-    moment = now()
-    return and_(
-        statuses.c.status == IN_PROGRESS,
-        statuses.c.next_attempt_at <= moment,
-        or_(statuses.c.claimed_by.is_(None), statuses.c.claimed_at < moment - lease_seconds),
-    )
+QUEUE = ClaimedQueue(
+    statuses,
+    key=(statuses.c.image_id, statuses.c.destination_region, statuses.c.destination_registry),
+    open=statuses.c.status == IN_PROGRESS,
+    oldest_first=statuses.c.next_attempt_at,
+    due_at=statuses.c.next_attempt_at,
+    # A push that re-opens the job while it is carried out sets it again (see `complete`).
+    on_claim={"pending": False},
+)
 
 
 async def claim_next(svc: Services, node: str, lease_seconds: float = LEASE_SECONDS) -> ReplicationJob | None:
     """Take the oldest due job (or one whose worker stopped renewing its claim)."""
-    keys = (statuses.c.image_id, statuses.c.destination_region, statuses.c.destination_registry)
-    async with svc.db.read() as conn:
-        if (await conn.execute(select(*keys).where(_claimable(lease_seconds)).limit(1))).first() is None:
+    columns = (statuses.c.attempts, statuses.c.next_attempt_at)
+    async with QUEUE.claim_next(svc.db, node, lease_seconds, *columns) as claimed:
+        if claimed is None:
             return None
-    async with svc.db.write() as conn:
-        query = select(*keys, statuses.c.attempts, statuses.c.next_attempt_at).where(_claimable(lease_seconds))
-        row = (await conn.execute(query.order_by(statuses.c.next_attempt_at).limit(1))).first()
-        if row is None:
-            return None
-        await conn.execute(
-            update(statuses)
-            .where(*_key(row.image_id, row.destination_region, row.destination_registry))
-            .values(claimed_by=node, claimed_at=now(), pending=False)
-        )
+        conn, row = claimed
         image, repos = schema.images, schema.repositories
         found = (
             await conn.execute(
@@ -90,9 +87,7 @@ async def claim_next(svc: Services, node: str, lease_seconds: float = LEASE_SECO
         ).first()
         if found is None:
             # The image went between the two reads without its rows (foreign keys off): drop the job.
-            await conn.execute(
-                delete(statuses).where(*_key(row.image_id, row.destination_region, row.destination_registry))
-            )
+            await conn.execute(delete(statuses).where(*QUEUE.named(QUEUE.key_of(row))))
             return None
     return ReplicationJob(
         row.image_id,
@@ -108,45 +103,21 @@ async def claim_next(svc: Services, node: str, lease_seconds: float = LEASE_SECO
     )
 
 
-def _key(image_id: int, region: str, registry: str) -> tuple[object, ...]:
-    return (
-        statuses.c.image_id == image_id,
-        statuses.c.destination_region == region,
-        statuses.c.destination_registry == registry,
-    )
-
-
-def _mine(job: ReplicationJob, node: str) -> tuple[object, ...]:
-    return (
-        *_key(job.image_id, job.destination_region, job.destination_registry),
-        statuses.c.claimed_by == node,
-        statuses.c.status == IN_PROGRESS,
-    )
-
-
-async def renew_claim(svc: Services, job: ReplicationJob, node: str) -> None:
-    async with svc.db.write() as conn:
-        await conn.execute(update(statuses).where(*_mine(job, node)).values(claimed_at=now()))
-
-
-async def release_claim(svc: Services, job: ReplicationJob, node: str) -> None:
-    async with svc.db.write() as conn:
-        await conn.execute(update(statuses).where(*_mine(job, node)).values(claimed_by=None, claimed_at=None))
-
-
 async def complete(svc: Services, job: ReplicationJob, node: str) -> bool:
     """COMPLETE, unless a push re-opened the job meanwhile: then it is handed back, due now."""
     moment = now()
     async with svc.db.write() as conn:
         done = await conn.execute(
             update(statuses)
-            .where(*_mine(job, node), statuses.c.pending.is_(False))
+            .where(QUEUE.held(job.key, node), statuses.c.pending.is_(False))
             .values(status=COMPLETE, failure_code=None, failure_reason=None, claimed_by=None, completed_at=moment)
         )
         if done.rowcount:
             return True
         await conn.execute(
-            update(statuses).where(*_mine(job, node)).values(claimed_by=None, claimed_at=None, next_attempt_at=moment)
+            update(statuses)
+            .where(QUEUE.held(job.key, node))
+            .values(claimed_by=None, claimed_at=None, next_attempt_at=moment)
         )
     return False
 
@@ -155,7 +126,7 @@ async def fail(svc: Services, job: ReplicationJob, node: str, code: str, reason:
     async with svc.db.write() as conn:
         result = await conn.execute(
             update(statuses)
-            .where(*_mine(job, node))
+            .where(QUEUE.held(job.key, node))
             .values(status=FAILED, failure_code=code, failure_reason=reason, claimed_by=None, completed_at=now())
         )
     return bool(result.rowcount)
@@ -168,7 +139,7 @@ async def retry_later(svc: Services, job: ReplicationJob, node: str, code: str, 
     async with svc.db.write() as conn:
         await conn.execute(
             update(statuses)
-            .where(*_mine(job, node))
+            .where(QUEUE.held(job.key, node))
             .values(
                 attempts=attempts,
                 failure_code=code,

@@ -46,6 +46,7 @@ from dockyard.core.scanning.scan_hooks import (
 )
 from dockyard.core.services import Services, now
 from dockyard.store import schema
+from dockyard.store.claims import ClaimedQueue
 from dockyard.vulndb import store as vulndb
 
 if TYPE_CHECKING:
@@ -292,29 +293,22 @@ class ScanJob:
     media_type: str
     manifest: bytes
 
+    @property
+    def key(self) -> tuple[int]:
+        return (self.image_id,)
 
-def _claimable(lease_seconds: float) -> Any:
-    stale = now() - lease_seconds
-    return (scans.c.status == "IN_PROGRESS") & (scans.c.claimed_by.is_(None) | (scans.c.claimed_at < stale))
+
+QUEUE = ClaimedQueue(
+    scans, key=(scans.c.image_id,), open=scans.c.status == "IN_PROGRESS", oldest_first=scans.c.requested_at
+)
 
 
 async def claim_next(svc: Services, node: str, lease_seconds: float) -> ScanJob | None:
     """Take the oldest waiting scan (or one whose node stopped renewing its claim)."""
-    async with svc.db.read() as conn:
-        waiting = (await conn.execute(select(scans.c.image_id).where(_claimable(lease_seconds)).limit(1))).first()
-    if waiting is None:
-        return None
-    async with svc.db.write() as conn:
-        row = (
-            await conn.execute(
-                select(scans.c.image_id).where(_claimable(lease_seconds)).order_by(scans.c.requested_at).limit(1)
-            )
-        ).first()
-        if row is None:
+    async with QUEUE.claim_next(svc.db, node, lease_seconds) as claimed:
+        if claimed is None:
             return None
-        await conn.execute(
-            update(scans).where(scans.c.image_id == row.image_id).values(claimed_by=node, claimed_at=now())
-        )
+        conn, row = claimed
         image = schema.images
         repos = schema.repositories
         found = (
@@ -337,22 +331,6 @@ async def claim_next(svc: Services, node: str, lease_seconds: float) -> ScanJob 
         found.id, found.repository_id, found.name, found.account_id, found.region, found.digest,
         found.media_type, bytes(found.manifest),
     )  # fmt: skip
-
-
-async def renew_claim(svc: Services, job: ScanJob, node: str) -> None:
-    async with svc.db.write() as conn:
-        await conn.execute(
-            update(scans).where(scans.c.image_id == job.image_id, scans.c.claimed_by == node).values(claimed_at=now())
-        )
-
-
-async def release_claim(svc: Services, job: ScanJob, node: str) -> None:
-    async with svc.db.write() as conn:
-        await conn.execute(
-            update(scans)
-            .where(scans.c.image_id == job.image_id, scans.c.claimed_by == node)
-            .values(claimed_by=None, claimed_at=None)
-        )
 
 
 @dataclass(frozen=True)
@@ -486,7 +464,7 @@ async def fail_scan(svc: Services, job: ScanJob, node: str, description: str) ->
     async with svc.db.write() as conn:
         result = await conn.execute(
             update(scans)
-            .where(scans.c.image_id == job.image_id, scans.c.claimed_by == node, scans.c.status == "IN_PROGRESS")
+            .where(QUEUE.held(job.key, node))
             .values(status="FAILED", description=description, claimed_by=None, claimed_at=None)
         )
     return bool(result.rowcount)

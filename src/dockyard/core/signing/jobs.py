@@ -1,9 +1,9 @@
 """Signing jobs: the IN_PROGRESS rows of image_signing_statuses, claimed by one worker at a time
 under a lease, signed, stored, and closed as COMPLETE or FAILED.
 
-A claim is an UPDATE in a write transaction, and write transactions are serialised across
-processes, so two workers never hold one job. A worker renews its claim while it signs; a claim
-not renewed for LEASE_SECONDS is taken over. Closing a job only succeeds for the claim's holder."""
+Claims are store/claims.py's: no two workers hold one job, a worker renews its claim while it
+signs, and a claim not renewed for LEASE_SECONDS is taken over. Closing a job only succeeds for
+the claim's holder."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 
 from dockyard.core.errors import DockyardError
 from dockyard.core.identity.caller import root_caller
@@ -23,6 +23,7 @@ from dockyard.core.signing import profiles, signatures
 from dockyard.core.signing.keys import SealedKeyError
 from dockyard.core.signing.signing_hooks import COMPLETE, FAILED, IN_PROGRESS
 from dockyard.store import schema
+from dockyard.store.claims import ClaimedQueue
 
 log = logging.getLogger("dockyard.signing")
 
@@ -43,6 +44,10 @@ class SigningJob:
     repository: str
     target: signatures.Target
 
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.image_id, self.profile_arn)
+
 
 class SigningFailed(Exception):
     def __init__(self, code: str, reason: str) -> None:
@@ -51,29 +56,20 @@ class SigningFailed(Exception):
         self.reason = reason
 
 
-def _claimable(lease_seconds: float) -> object:
-    stale = now() - lease_seconds
-    return and_(
-        statuses.c.status == IN_PROGRESS,
-        or_(statuses.c.claimed_by.is_(None), statuses.c.claimed_at < stale),
-    )
+QUEUE = ClaimedQueue(
+    statuses,
+    key=(statuses.c.image_id, statuses.c.profile_arn),
+    open=statuses.c.status == IN_PROGRESS,
+    oldest_first=statuses.c.requested_at,
+)
 
 
 async def claim_next(svc: Services, node: str, lease_seconds: float = LEASE_SECONDS) -> SigningJob | None:
     """Take the oldest waiting signature (or one whose worker stopped renewing its claim)."""
-    query = select(statuses.c.image_id, statuses.c.profile_arn).where(_claimable(lease_seconds))
-    async with svc.db.read() as conn:
-        if (await conn.execute(query.limit(1))).first() is None:
+    async with QUEUE.claim_next(svc.db, node, lease_seconds) as claimed:
+        if claimed is None:
             return None
-    async with svc.db.write() as conn:
-        row = (await conn.execute(query.order_by(statuses.c.requested_at).limit(1))).first()
-        if row is None:
-            return None
-        await conn.execute(
-            update(statuses)
-            .where(statuses.c.image_id == row.image_id, statuses.c.profile_arn == row.profile_arn)
-            .values(claimed_by=node, claimed_at=now())
-        )
+        conn, row = claimed
         image, repos = schema.images, schema.repositories
         found = (
             await conn.execute(
@@ -94,29 +90,10 @@ async def claim_next(svc: Services, node: str, lease_seconds: float = LEASE_SECO
     return SigningJob(row.image_id, row.profile_arn, found.account_id, found.region, found.name, target)
 
 
-def _mine(job: SigningJob, node: str) -> object:
-    return and_(
-        statuses.c.image_id == job.image_id,
-        statuses.c.profile_arn == job.profile_arn,
-        statuses.c.claimed_by == node,
-        statuses.c.status == IN_PROGRESS,
-    )
-
-
-async def renew_claim(svc: Services, job: SigningJob, node: str) -> None:
-    async with svc.db.write() as conn:
-        await conn.execute(update(statuses).where(_mine(job, node)).values(claimed_at=now()))
-
-
-async def release_claim(svc: Services, job: SigningJob, node: str) -> None:
-    async with svc.db.write() as conn:
-        await conn.execute(update(statuses).where(_mine(job, node)).values(claimed_by=None, claimed_at=None))
-
-
 async def _close(svc: Services, job: SigningJob, node: str, **values: object) -> bool:
     async with svc.db.write() as conn:
         result = await conn.execute(
-            update(statuses).where(_mine(job, node)).values(claimed_by=None, completed_at=now(), **values)
+            update(statuses).where(QUEUE.held(job.key, node)).values(claimed_by=None, completed_at=now(), **values)
         )
     return bool(result.rowcount)
 
