@@ -429,7 +429,15 @@ class EcrDoor:
         # FileResponse would answer a Range header itself: it only serves requests without one.
         path = self.svc.blobs.local_path(download.digest)
         if path is not None and requested is None:
-            return FileResponse(path, headers={"Accept-Ranges": "bytes"}, media_type=media_type)
+            # The stat here spares FileResponse its own in a thread (a hand-over per download), and a
+            # file garbage collection removed since the check is as absent as any missing key.
+            try:
+                stat_result = path.stat()
+            except FileNotFoundError:
+                return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+            return FileResponse(
+                path, headers={"Accept-Ranges": "bytes"}, media_type=media_type, stat_result=stat_result
+            )
         start, end = (0, download.size) if window is None else (window.first, window.end)
         try:
             stream = await blobs.open_stream(self.svc, download.digest, download.size, start, end)
