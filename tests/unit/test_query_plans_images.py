@@ -234,16 +234,62 @@ async def test_create_repository_checks_the_limit_without_counting(svc: Services
     assert not [r.statement for r in ran if "count(" in r.statement.lower()]
 
 
-async def test_a_deep_list_images_page_starts_at_its_position(svc: Services) -> None:
+async def test_a_list_images_page_reads_its_own_images_only(svc: Services) -> None:
+    """The page's images come first, by index from the page's position and no further than the
+    page needs (a LIMITed window, which SQLite runs as a co-routine or materialises); only their
+    rows are joined and sorted."""
     await seed(svc, "big", SEEDED)
     path = path_of(svc)
     for (status, paged, _), statement in image_details._LIST_STATEMENTS.items():
         params = {"repository_id": 1, "limit": 101, "last_id": 100, "last_tag": "t99", "status": "ACTIVE"}
         plan = statement_plan(path, statement, params)
+        assert plan[0] in ("CO-ROUTINE page_images", "MATERIALIZE page_images"), (status, plan)
         images_step = next(step for step in plan if step.startswith(("SEARCH images", "SCAN images")))
-        if paged:
-            assert re.search(r"\(repository_id=\? AND id>=?\?\)", images_step), (status, plan)
-        assert not [s for s in plan if s.startswith("SCAN")], (status, plan)
+        key = r"\(repository_id=\? AND id>=?\?\)" if paged else r"\(repository_id=\?\)"
+        assert re.search(key, images_step), (status, plan)
+        assert not [s for s in plan if re.match(rf"SCAN ({'|'.join(GROWING)})\b", s)], (status, plan)
+
+
+def pages_by_index(plan: list[str]) -> list[str]:
+    """What is wrong with the plan of one page: a scan of a growing table, or a sort of rows a
+    read keyed only by the repository (or registry) found: a page read in its index's order stops
+    at its LIMIT, a sorted one reads everything first."""
+    problems = [step for step in plan if re.match(rf"SCAN ({'|'.join(GROWING)})\b", step)]
+    if any(step.startswith("USE TEMP B-TREE FOR") and "RIGHT PART" not in step for step in plan):
+        problems += reads_with_growth(plan)
+    return problems
+
+
+async def test_describe_images_pages_read_in_index_order(svc: Services) -> None:
+    await seed(svc, "big", SEEDED)
+    path = path_of(svc)
+    params = {"repository_id": 1, "limit": 101, "after": 100, "status": "ACTIVE", "first": 1, "last": 100}
+    for key, statement in image_details._DESCRIBE_STATEMENTS.items():
+        plan = statement_plan(path, statement, params)
+        assert pages_by_index(plan) == [], (key, plan)
+        assert re.search(r"USING INDEX ix_images_repository_order \(repository_id=\?( AND id>\?)?\)$", plan[0]), plan
+    for statement in (image_details._TAGS_IN_RANGE, image_details._SCANS_IN_RANGE):
+        plan = statement_plan(path, statement, params)
+        assert reads_with_growth(plan) == [] and pages_by_index(plan) == [], plan
+
+
+async def test_describe_repositories_pages_read_in_index_order(svc: Services) -> None:
+    for n in range(40):
+        await repositories.create_repository(svc, caller(), ACCOUNT, f"repo{n:02d}", RepositorySettings())
+
+    async def pages() -> None:
+        first = await repositories.describe_repositories(svc, caller(), ACCOUNT, max_results=25)
+        later = await repositories.describe_repositories(svc, caller(), ACCOUNT, next_token=first["nextToken"])
+        assert len(first["repositories"]) + len(later["repositories"]) == 40
+
+    with statements_run() as ran:
+        await pages()
+    pages_read = [r for r in ran if re.search(r"\bFROM repositories\b", r.statement) and "LIMIT" in r.statement]
+    assert len(pages_read) == 2
+    for page in pages_read:
+        plan = sqlite_plan(path_of(svc), page)
+        assert pages_by_index(plan) == [], plan
+        assert "USING INDEX sqlite_autoindex_repositories_1 (account_id=? AND region=?" in plan[0], plan
 
 
 async def test_manifest_get_by_tag_and_by_digest_reads_by_key(svc: Services) -> None:

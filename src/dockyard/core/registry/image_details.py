@@ -225,29 +225,40 @@ def _status_key(image_status: str | None) -> tuple[bool, dict[str, str]]:
 
 
 def _list_statement(tag_status: str | None, paged: bool, by_status: bool = True) -> Select[Any]:
-    """ListImages' page, in (image id, tag) order: one statement per kind of call, built once."""
-    tag_name = func.coalesce(tags.c.name, "")
-    if tag_status == "TAGGED":
-        source = images.join(tags, tags.c.image_id == images.c.id)
-    else:
-        source = images.outerjoin(tags, tags.c.image_id == images.c.id)
-    query = (
-        select(images.c.id, images.c.digest, tags.c.name)
-        .select_from(source)
+    """ListImages' page, in (image id, tag) order: one statement per kind of call, built once.
+
+    The page's images are chosen first, in id order from the page's position, as many as the page
+    can need: every image of the window gives the page at least one row (one per tag, or its
+    untagged row) but the first of a later page, whose tags up to the token's may all be behind it,
+    so `limit` + 1 images always hold `limit` rows. Only their rows are sorted by tag: no planner,
+    with or without statistics, sorts every image of the repository to show one page."""
+    window = (
+        select(images.c.id, images.c.digest)
         .where(images.c.repository_id == bindparam("repository_id"))
-        .order_by(images.c.id, tag_name)
+        .order_by(images.c.id)
+        .limit(bindparam("limit") + 1)
+    )
+    tagged = exists().where(tags.c.image_id == images.c.id)
+    if tag_status == "TAGGED":
+        window = window.where(tagged)
+    elif tag_status == "UNTAGGED":
+        window = window.where(~tagged)
+    if by_status:
+        window = window.where(images.c.status == bindparam("status"))
+    last_id, last_tag = bindparam("last_id"), bindparam("last_tag")
+    if paged:
+        window = window.where(images.c.id >= last_id)
+    page = window.subquery("page_images")
+    join = page.join if tag_status == "TAGGED" else page.outerjoin
+    tag_name = func.coalesce(tags.c.name, "")
+    query = (
+        select(page.c.id, page.c.digest, tags.c.name)
+        .select_from(join(tags, tags.c.image_id == page.c.id))
+        .order_by(page.c.id, tag_name)
         .limit(bindparam("limit"))
     )
-    if tag_status == "UNTAGGED":
-        query = query.where(tags.c.name.is_(None))
-    if by_status:
-        query = query.where(images.c.status == bindparam("status"))
     if paged:
-        last_id, last_tag = bindparam("last_id"), bindparam("last_tag")
-        # The OR alone is no range either planner can seek to: a deep page read every image
-        # before it. `id >= last_id` says nothing new but starts the index read at the page.
-        after = or_(images.c.id > last_id, and_(images.c.id == last_id, tag_name > last_tag))
-        query = query.where(images.c.id >= last_id, after)
+        query = query.where(or_(page.c.id > last_id, and_(page.c.id == last_id, tag_name > last_tag)))
     return query
 
 
