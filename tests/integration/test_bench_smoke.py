@@ -73,8 +73,11 @@ def test_quick_run_writes_a_report(dockyard_server_factory: ServerFactory, tmp_p
         "DescribeRepositories, first page",
     ):
         assert f"| {operation}" in growth
-    # A ratio row (largest size / smallest, bound 1.5×) for each percentile of each operation.
-    assert growth.count("≤ 1.5×") == 17
+    # A ratio row (largest size / smallest, bound 1.5×) for each percentile of each operation, and
+    # one for each percentile of each image operation but gc against the control repository
+    # measured alongside the largest.
+    assert growth.count("≤ 1.5×") == 17 + 12
+    assert growth.count("-image repository measured alongside |") == 12
     if "skopeo" in scenarios:
         assert "skopeo copy: push" in report
     if targets.endswith("reference"):
