@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -94,6 +95,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             scan_worker.start()
             signing_worker.start()
             replication_worker.start()
+        # What the worker holds now (the imported modules, the app, the compiled statements) lives
+        # as long as the worker: kept out of the cyclic collector, a full collection no longer walks
+        # ~90,000 objects (18 ms with every request in flight waiting behind it).
+        gc.freeze()
         yield
         await replication_worker.stop()
         await signing_worker.stop()
