@@ -82,26 +82,23 @@ class Target:
 
     def rss(self) -> int:
         """Resident bytes of the server and every process it started (workers)."""
-        if self.process is None:
-            raise TargetError(f"{self.name} was not started here; its memory cannot be read")
-        root = psutil.Process(self.process.pid)
-        total = 0
-        for proc in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += proc.memory_info().rss
-        return total
+        return self._memory("rss")
 
     def pss(self) -> int:
         """Proportional set size of the server and its workers: a page shared by k processes counts
         1/k in each, so the sum counts it once. RSS counts it in every process: the workers share
         the interpreter, the libraries and what the supervisor had before it forked them."""
+        return self._memory("pss")
+
+    def _memory(self, kind: str) -> int:
         if self.process is None:
             raise TargetError(f"{self.name} was not started here; its memory cannot be read")
         root = psutil.Process(self.process.pid)
         total = 0
         for proc in [root, *root.children(recursive=True)]:
             with contextlib.suppress(psutil.NoSuchProcess):
-                total += proc.memory_full_info().pss
+                info = proc.memory_full_info() if kind == "pss" else proc.memory_info()
+                total += getattr(info, kind)
         return total
 
     def cpu_seconds(self) -> float | None:

@@ -16,9 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, func, select
 
-from dockyard.config import Settings
 from dockyard.core.errors import UploadNotFoundException
-from dockyard.core.identity.caller import root_caller
 from dockyard.core.registry import gc, repositories, uploads
 from dockyard.core.registry.manifests import compute_digest
 from dockyard.core.registry.repositories import RepositorySettings
@@ -26,21 +24,13 @@ from dockyard.core.services import Services
 from dockyard.store import schema
 from dockyard.store.blobs.filesystem import FilesystemBlobStore, UploadStateFiles
 from dockyard.store.blobs.interface import UploadGone, UploadState
-from dockyard.store.database import upgrade_async
-
-ACCOUNT, REGION = "123456789012", "us-east-1"
-
-
-def caller() -> Any:
-    return root_caller(ACCOUNT, REGION)
+from tests.support import core_services
+from tests.support.core_services import ACCOUNT, caller
 
 
 @pytest.fixture
 async def svc(tmp_path: Path) -> AsyncIterator[Services]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'metadata.db'}"
-    await upgrade_async(url)
-    services = Services.from_settings(Settings(data_dir=tmp_path, database_url=url))
-    await repositories.create_repository(services, caller(), ACCOUNT, "app", RepositorySettings())
+    services = await core_services.with_repository(tmp_path)
     yield services
     await services.close()
 

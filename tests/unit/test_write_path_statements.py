@@ -16,18 +16,15 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, bindparam, event, select
 
-from dockyard.config import Settings
 from dockyard.core.errors import LayersNotFoundException
-from dockyard.core.identity.caller import root_caller
 from dockyard.core.registry import images, repositories
 from dockyard.core.registry.manifests import OCI_INDEX, OCI_MANIFEST, compute_digest
-from dockyard.core.registry.repositories import RepositorySettings
 from dockyard.core.services import Services
 from dockyard.store import schema
-from dockyard.store.database import upgrade_async
 from dockyard.store.prepared import Prepared
+from tests.support import core_services
+from tests.support.core_services import ACCOUNT, REGION, caller
 
-ACCOUNT, REGION = "123456789012", "us-east-1"
 CONFIG = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
 LAYER = b"layer bytes"
 
@@ -47,16 +44,9 @@ def image_manifest(note: str, layer: bytes = LAYER) -> bytes:
     return json.dumps(document).encode()
 
 
-def caller() -> Any:
-    return root_caller(ACCOUNT, REGION)
-
-
 @pytest.fixture
 async def svc(tmp_path: Path) -> AsyncIterator[Services]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'metadata.db'}"
-    await upgrade_async(url)
-    services = Services.from_settings(Settings(data_dir=tmp_path, database_url=url))
-    await repositories.create_repository(services, caller(), ACCOUNT, "app", RepositorySettings())
+    services = await core_services.with_repository(tmp_path)
     async with services.db.write() as conn:
         repo = await repositories.find(conn, ACCOUNT, REGION, "app")
         assert repo is not None
