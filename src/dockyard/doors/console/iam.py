@@ -124,17 +124,37 @@ async def users(visit: Visit) -> Response:
     return await _users_page(visit)
 
 
+async def list_page(
+    visit: Visit,
+    template: str,
+    key: str,
+    listing: Callable[[str | None], Awaitable[dict[str, Any]]],
+    status: int = 200,
+    **context: Any,
+) -> Response:
+    """An IAM list page (users, groups, roles): the page of `listing` the URL's marker starts, its
+    `key` ("Users") shown as `key.lower()` in `template`; a refused listing shows an empty list."""
+    marker = visit.param("page") or None
+    context["paged"] = bool(marker)
+    items = key.lower()
+    try:
+        result = await listing(marker)
+    except DockyardError as exc:
+        return visit.refused(exc, template, next_page=None, **{items: []}, **context)
+    return visit.render(template, status, next_page=result.get("Marker"), **{items: result[key]}, **context)
+
+
 async def _users_page(
     visit: Visit, status: int = 200, name: str = "", field_errors: dict[str, str] | None = None
 ) -> Response:
     """The users list, with the new-user form (and, after a refused create, why, beside the field)."""
-    marker = visit.param("page") or None
-    context: dict[str, Any] = {"paged": bool(marker), "name": name, "field_errors": field_errors or {}}
-    try:
-        result = await iam_entities.list_users(visit.svc, visit.caller, None, marker, USERS_PER_PAGE)
-    except DockyardError as exc:
-        return visit.refused(exc, "iam_users.html", users=[], next_page=None, **context)
-    return visit.render("iam_users.html", status, users=result["Users"], next_page=result.get("Marker"), **context)
+
+    def listing(marker: str | None) -> Awaitable[dict[str, Any]]:
+        return iam_entities.list_users(visit.svc, visit.caller, None, marker, USERS_PER_PAGE)
+
+    return await list_page(
+        visit, "iam_users.html", "Users", listing, status, name=name, field_errors=field_errors or {}
+    )
 
 
 async def create_user(visit: Visit) -> Response:

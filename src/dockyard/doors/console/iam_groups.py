@@ -3,6 +3,7 @@ and inline policies), adding and removing members, and deleting a group."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.responses import Response
@@ -10,7 +11,7 @@ from starlette.responses import Response
 from dockyard.core.errors import DockyardError
 from dockyard.core.identity import iam_common, iam_entities
 from dockyard.core.identity.iam_errors import EntityAlreadyExists
-from dockyard.doors.console.iam import LIST_ALL, entity_url, policy_pages, policy_sections, section
+from dockyard.doors.console.iam import LIST_ALL, entity_url, list_page, policy_pages, policy_sections, section
 from dockyard.doors.console.web import ErrorView, Page, Visit, console_url, error_status
 
 SECTION = "iam-groups"
@@ -25,13 +26,13 @@ async def _groups_page(
     visit: Visit, status: int = 200, name: str = "", field_errors: dict[str, str] | None = None
 ) -> Response:
     """The groups list, with the new-group form (and, after a refused create, why, beside the field)."""
-    marker = visit.param("page") or None
-    context: dict[str, Any] = {"paged": bool(marker), "name": name, "field_errors": field_errors or {}}
-    try:
-        result = await iam_entities.list_groups(visit.svc, visit.caller, None, marker, GROUPS_PER_PAGE)
-    except DockyardError as exc:
-        return visit.refused(exc, "iam_groups.html", groups=[], next_page=None, **context)
-    return visit.render("iam_groups.html", status, groups=result["Groups"], next_page=result.get("Marker"), **context)
+
+    def listing(marker: str | None) -> Awaitable[dict[str, Any]]:
+        return iam_entities.list_groups(visit.svc, visit.caller, None, marker, GROUPS_PER_PAGE)
+
+    return await list_page(
+        visit, "iam_groups.html", "Groups", listing, status, name=name, field_errors=field_errors or {}
+    )
 
 
 async def create_group(visit: Visit) -> Response:

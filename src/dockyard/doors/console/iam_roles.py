@@ -5,6 +5,7 @@ inline policies), editing the trust policy, and deleting a role."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.responses import Response
@@ -14,7 +15,14 @@ from dockyard.core.identity import iam_common, iam_entities
 from dockyard.core.identity.iam_entities import NewRole
 from dockyard.core.identity.iam_errors import EntityAlreadyExists, MalformedPolicyDocument
 from dockyard.core.identity.iam_errors import ValidationError as IamValidationError
-from dockyard.doors.console.iam import entity_url, plain_policy_problem, policy_pages, policy_sections, pretty_json
+from dockyard.doors.console.iam import (
+    entity_url,
+    list_page,
+    plain_policy_problem,
+    policy_pages,
+    policy_sections,
+    pretty_json,
+)
 from dockyard.doors.console.web import ErrorView, Page, Visit, console_url, error_status
 
 SECTION = "iam-roles"
@@ -65,13 +73,10 @@ def trusted_entities(text: str) -> list[str]:
 
 
 async def roles(visit: Visit) -> Response:
-    marker = visit.param("page") or None
-    context: dict[str, Any] = {"paged": bool(marker), "trusted_entities": trusted_entities}
-    try:
-        result = await iam_entities.list_roles(visit.svc, visit.caller, None, marker, ROLES_PER_PAGE)
-    except DockyardError as exc:
-        return visit.refused(exc, "iam_roles.html", roles=[], next_page=None, **context)
-    return visit.render("iam_roles.html", roles=result["Roles"], next_page=result.get("Marker"), **context)
+    def listing(marker: str | None) -> Awaitable[dict[str, Any]]:
+        return iam_entities.list_roles(visit.svc, visit.caller, None, marker, ROLES_PER_PAGE)
+
+    return await list_page(visit, "iam_roles.html", "Roles", listing, trusted_entities=trusted_entities)
 
 
 def _create_page(
