@@ -34,12 +34,13 @@ from dockyard.core.errors import (
     LayerPartTooSmallException,
     LimitExceededException,
     RangeInvalid,
+    RepositoryNotFoundException,
     UploadNotFoundException,
 )
 from dockyard.core.identity.caller import Caller
 from dockyard.core.operations.creation_templates import open_for_push
 from dockyard.core.registry.blobs import link, linked_size
-from dockyard.core.registry.images import REPOSITORY_COLUMNS, THIS_REPOSITORY, authorized_repository
+from dockyard.core.registry.images import open_repository_fast
 from dockyard.core.registry.repositories import Repository
 from dockyard.core.services import Services, now
 from dockyard.store import fastread, schema
@@ -94,7 +95,6 @@ _INSERT = Prepared(
     )
 )
 _DELETE = Prepared(delete(uploads).where(uploads.c.id == bindparam("id")))
-_REPOSITORY = select(*REPOSITORY_COLUMNS).where(THIS_REPOSITORY)
 _ROW = select(uploads.c.size, uploads.c.parts, uploads.c.last_part_size, uploads.c.writer).where(
     uploads.c.id == bindparam("id"), uploads.c.repository_id == bindparam("repository_id")
 )
@@ -120,13 +120,11 @@ async def _pushable(svc: Services, caller: Caller, account_id: str, repository: 
     """The repository an upload starts in, once `caller` may InitiateLayerUpload: read without a
     write transaction when it exists; when it does not, as open_for_push decides (a creation
     template may create it, in a write transaction)."""
-    rows = await fastread.fetch(
-        svc.db, _REPOSITORY, {"account": account_id, "region": caller.region, "name": repository}
-    )
-    if rows:
-        return await authorized_repository(svc, caller, account_id, repository, "ecr:InitiateLayerUpload", rows)
-    async with svc.db.write() as conn:
-        return await open_for_push(svc, conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
+    try:
+        return await open_repository_fast(svc, caller, account_id, repository, "ecr:InitiateLayerUpload")
+    except RepositoryNotFoundException:
+        async with svc.db.write() as conn:
+            return await open_for_push(svc, conn, caller, account_id, repository, "ecr:InitiateLayerUpload")
 
 
 async def _authorised(
@@ -134,10 +132,7 @@ async def _authorised(
 ) -> Repository:
     """The upload's repository once `caller` may `action` it; an upload id that is not one of ours
     is not found (and never reaches the blob store as a name)."""
-    rows = await fastread.fetch(
-        svc.db, _REPOSITORY, {"account": account_id, "region": caller.region, "name": repository}
-    )
-    repo = await authorized_repository(svc, caller, account_id, repository, action, rows)
+    repo = await open_repository_fast(svc, caller, account_id, repository, action)
     if not valid_upload_id(upload_id):
         raise upload_not_found(upload_id, repo)
     return repo
